@@ -1,0 +1,13 @@
+// snapimport: the daemon (`serve`) and, as later issues land, the node-side commands.
+#include <CLI/CLI.hpp>
+
+#include "ServeCommand.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"snapimport: containerd snapshotter and content store that imports images fast and safely"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("snapimport ") + SNAPIMPORT_VERSION);
+  snapimport::cli::addServeCommand(app);
+  CLI11_PARSE(app, argc, argv);
+  return 0;
+}

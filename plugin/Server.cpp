@@ -1,0 +1,104 @@
+#include "Server.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <stdexcept>
+
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
+
+#include "SnapshotService.h"
+#include "common/Log.h"
+#include "store/SnapshotStore.h"
+
+namespace snapimport::plugin {
+namespace fs = std::filesystem;
+
+namespace {
+
+// containerd's default gRPC message limit on both sides.
+constexpr int kMaxMessageBytes = 16 << 20;
+
+[[noreturn]] void startFail(const std::string& what) { throw std::runtime_error(what); }
+
+// Creates missing parents of the socket with 0700, leaving existing directories alone.
+void makeSocketParents(const fs::path& dir) {
+  if (dir.empty() || fs::exists(dir)) return;
+  makeSocketParents(dir.parent_path());
+  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    startFail("create socket directory " + dir.string() + ": " + std::strerror(errno));
+  }
+  chmod(dir.c_str(), 0700);
+}
+
+bool someoneListens(const fs::path& sock) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, sock.c_str(), sizeof(addr.sun_path) - 1);
+  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  close(fd);
+  return ok;
+}
+
+void prepareSocketPath(const fs::path& sock) {
+  if (sock.string().size() >= sizeof(sockaddr_un::sun_path)) {
+    startFail("socket path " + sock.string() + " is longer than the " +
+              std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " bytes a unix socket allows");
+  }
+  makeSocketParents(sock.parent_path());
+  struct stat st {};
+  if (lstat(sock.c_str(), &st) != 0) return;
+  if (!S_ISSOCK(st.st_mode)) startFail("socket path " + sock.string() + " exists and is not a socket");
+  if (someoneListens(sock)) startFail("another process is already serving on " + sock.string());
+  if (unlink(sock.c_str()) != 0) startFail("remove stale socket " + sock.string() + ": " + std::strerror(errno));
+}
+
+}  // namespace
+
+Server::Server(ServerOptions options) : options_(std::move(options)) {}
+Server::~Server() = default;
+
+void Server::start() {
+  snapshots_ = std::make_shared<store::SnapshotStore>(options_.root);
+  services_.push_back(std::make_unique<SnapshotService>(snapshots_));
+  // content service registered here (issue 3)
+
+  prepareSocketPath(options_.address);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("unix:" + options_.address.string(), grpc::InsecureServerCredentials());
+  builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  builder.SetMaxSendMessageSize(kMaxMessageBytes);
+  for (auto& s : services_) builder.RegisterService(s.get());
+  // The socket must never be world-accessible, not even between bind and chmod.
+  mode_t old = umask(0117);
+  server_ = builder.BuildAndStart();
+  umask(old);
+  if (!server_) startFail("cannot listen on unix socket " + options_.address.string());
+  if (chmod(options_.address.c_str(), 0660) != 0) {
+    startFail("chmod socket " + options_.address.string() + ": " + std::strerror(errno));
+  }
+  log::info("serving", {{"address", options_.address.string()}, {"root", options_.root.string()},
+                        {"index_off", snapshots_->overlayOptions().indexOff ? "true" : "false"},
+                        {"userxattr", snapshots_->overlayOptions().userxattr ? "true" : "false"}});
+}
+
+void Server::wait() {
+  if (server_) server_->Wait();
+}
+
+void Server::shutdown() {
+  if (!server_) return;
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  std::error_code ec;
+  fs::remove(options_.address, ec);
+}
+
+}  // namespace snapimport::plugin

@@ -1,0 +1,42 @@
+#pragma once
+// The gRPC server on the unix socket: owns the stores and the services built on them.
+#include <grpcpp/server.h>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace snapimport::store {
+class SnapshotStore;
+class ContentStore;
+}  // namespace snapimport::store
+
+namespace snapimport::plugin {
+
+struct ServerOptions {
+  std::filesystem::path root;     // daemon state root (0700)
+  std::filesystem::path address;  // unix socket path
+};
+
+class Server {
+ public:
+  explicit Server(ServerOptions options);
+  ~Server();
+  // Opens the stores, reconciles on-disk state, and starts listening. Throws with a message
+  // naming the path that could not be used.
+  void start();
+  // Blocks until shutdown() has finished.
+  void wait();
+  // Graceful stop: in-flight calls get a few seconds, then are cancelled.
+  void shutdown();
+
+ private:
+  ServerOptions options_;
+  std::shared_ptr<store::SnapshotStore> snapshots_;
+  std::shared_ptr<store::ContentStore> content_;
+  std::vector<std::unique_ptr<grpc::Service>> services_;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+}  // namespace snapimport::plugin

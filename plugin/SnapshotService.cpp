@@ -1,0 +1,170 @@
+#include "SnapshotService.h"
+
+#include "ErrorMapping.h"
+#include "common/Log.h"
+
+namespace snapimport::plugin {
+namespace {
+
+// containerd's snapshot service sends List results in batches of this many Infos.
+constexpr int kListBatch = 100;
+
+template <typename Map>
+store::Labels toLabels(const Map& m) {
+  return store::Labels(m.begin(), m.end());
+}
+
+template <typename Response>
+void addMounts(const std::vector<store::Mount>& mounts, Response* resp) {
+  for (const auto& m : mounts) {
+    auto* pm = resp->add_mounts();
+    pm->set_type(m.type);
+    pm->set_source(m.source);
+    for (const auto& o : m.options) pm->add_options(o);
+  }
+}
+
+void setTime(store::TimeNs ns, google::protobuf::Timestamp* ts) {
+  ts->set_seconds(ns / 1000000000);
+  ts->set_nanos(static_cast<int32_t>(ns % 1000000000));
+}
+
+store::TimeNs fromTime(const google::protobuf::Timestamp& ts) {
+  return ts.seconds() * 1000000000 + ts.nanos();
+}
+
+}  // namespace
+
+void toProto(const store::SnapshotInfo& in, snapshotsv1::Info* out) {
+  out->set_name(in.name);
+  out->set_parent(in.parent);
+  switch (in.kind) {
+    case store::Kind::View: out->set_kind(snapshotsv1::VIEW); break;
+    case store::Kind::Active: out->set_kind(snapshotsv1::ACTIVE); break;
+    case store::Kind::Committed: out->set_kind(snapshotsv1::COMMITTED); break;
+  }
+  // Always sent: containerd 1.7+ reads a missing timestamp as the Unix epoch.
+  setTime(in.created, out->mutable_created_at());
+  setTime(in.updated, out->mutable_updated_at());
+  out->mutable_labels()->insert(in.labels.begin(), in.labels.end());
+}
+
+store::SnapshotInfo fromProto(const snapshotsv1::Info& in) {
+  store::SnapshotInfo info;
+  info.name = in.name();
+  info.parent = in.parent();
+  switch (in.kind()) {
+    case snapshotsv1::VIEW: info.kind = store::Kind::View; break;
+    case snapshotsv1::ACTIVE: info.kind = store::Kind::Active; break;
+    default: info.kind = store::Kind::Committed; break;  // containerd reads unknown kinds as committed
+  }
+  info.created = fromTime(in.created_at());
+  info.updated = fromTime(in.updated_at());
+  info.labels = toLabels(in.labels());
+  return info;
+}
+
+SnapshotService::SnapshotService(std::shared_ptr<store::SnapshotStore> store) : store_(std::move(store)) {}
+
+grpc::Status SnapshotService::Prepare(grpc::ServerContext*, const snapshotsv1::PrepareSnapshotRequest* req,
+                                      snapshotsv1::PrepareSnapshotResponse* resp) {
+  return guarded([&] {
+    addMounts(store_->prepare(req->key(), req->parent(), toLabels(req->labels())), resp);
+    log::debug("prepared snapshot", {{"key", req->key()}, {"parent", req->parent()}});
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status SnapshotService::View(grpc::ServerContext*, const snapshotsv1::ViewSnapshotRequest* req,
+                                   snapshotsv1::ViewSnapshotResponse* resp) {
+  return guarded([&] {
+    addMounts(store_->view(req->key(), req->parent(), toLabels(req->labels())), resp);
+    log::debug("created view", {{"key", req->key()}, {"parent", req->parent()}});
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status SnapshotService::Mounts(grpc::ServerContext*, const snapshotsv1::MountsRequest* req,
+                                     snapshotsv1::MountsResponse* resp) {
+  return guarded([&] {
+    addMounts(store_->mounts(req->key()), resp);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status SnapshotService::Commit(grpc::ServerContext*, const snapshotsv1::CommitSnapshotRequest* req,
+                                     google::protobuf::Empty*) {
+  return guarded([&] {
+    store_->commit(req->name(), req->key(), toLabels(req->labels()), req->parent());
+    log::debug("committed snapshot", {{"key", req->key()}, {"name", req->name()}});
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status SnapshotService::Remove(grpc::ServerContext*, const snapshotsv1::RemoveSnapshotRequest* req,
+                                     google::protobuf::Empty*) {
+  return guarded([&] {
+    store_->remove(req->key());
+    log::debug("removed snapshot", {{"key", req->key()}});
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status SnapshotService::Stat(grpc::ServerContext*, const snapshotsv1::StatSnapshotRequest* req,
+                                   snapshotsv1::StatSnapshotResponse* resp) {
+  return guarded([&] {
+    toProto(store_->stat(req->key()), resp->mutable_info());
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status SnapshotService::Update(grpc::ServerContext*, const snapshotsv1::UpdateSnapshotRequest* req,
+                                     snapshotsv1::UpdateSnapshotResponse* resp) {
+  return guarded([&] {
+    std::vector<std::string> paths(req->update_mask().paths().begin(), req->update_mask().paths().end());
+    toProto(store_->update(fromProto(req->info()), paths), resp->mutable_info());
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status SnapshotService::List(grpc::ServerContext* ctx, const snapshotsv1::ListSnapshotsRequest* req,
+                                   grpc::ServerWriter<snapshotsv1::ListSnapshotsResponse>* writer) {
+  return guarded([&] {
+    std::vector<std::string> filters(req->filters().begin(), req->filters().end());
+    store::Filter filter = store::Filter::parseAll(filters);
+    snapshotsv1::ListSnapshotsResponse batch;
+    bool broken = false;
+    store_->list(filter, [&](const store::SnapshotInfo& info) {
+      if (broken) return;
+      toProto(info, batch.add_info());
+      if (batch.info_size() >= kListBatch) {
+        broken = !writer->Write(batch);
+        batch.clear_info();
+      }
+    });
+    if (!broken && batch.info_size() > 0) broken = !writer->Write(batch);
+    if (broken || ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "list cancelled by client");
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status SnapshotService::Usage(grpc::ServerContext*, const snapshotsv1::UsageRequest* req,
+                                    snapshotsv1::UsageResponse* resp) {
+  return guarded([&] {
+    store::Usage u = store_->usage(req->key());
+    resp->set_size(u.size);
+    resp->set_inodes(u.inodes);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status SnapshotService::Cleanup(grpc::ServerContext*, const snapshotsv1::CleanupRequest*,
+                                      google::protobuf::Empty*) {
+  return guarded([&] {
+    size_t n = store_->cleanup();
+    if (n) log::info("cleanup removed orphan snapshot directories", {{"count", std::to_string(n)}});
+    return grpc::Status::OK;
+  });
+}
+
+}  // namespace snapimport::plugin

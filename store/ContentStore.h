@@ -1,0 +1,112 @@
+#pragma once
+// containerd's content store on local disk:
+//   <root>/content/blobs/sha256/<hex>   committed blobs, read-only, named by their digest
+//   <root>/content/ingest/<id>/data     blobs being written; <id> is sha256(ref), so a client's
+//                                       ref (which holds '/' and may hold "../") never becomes a path
+// plus three tables in <root>/meta.db (its own connection; the snapshot store shares the file):
+//   content_blobs    created/updated times of blobs
+//   content_labels   labels of blobs
+//   content_ingests  ref, expected size and digest and times of every ingest, so ingests survive a
+//                    restart and resume from the bytes already on disk.
+// The blob files are the truth about which blobs exist and their size; the tables add what a file
+// cannot hold. A blob only ever appears through Ingest::commit: verify size and digest, fsync,
+// rename. Start-up removes what a crash left half done.
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "ContentReader.h"
+#include "ContentTypes.h"
+#include "Database.h"
+#include "Digest.h"
+
+namespace snapimport::store {
+
+class Ingest;
+
+class ContentStore {
+ public:
+  explicit ContentStore(const std::filesystem::path& daemonRoot);
+  ~ContentStore();
+  ContentStore(const ContentStore&) = delete;
+  ContentStore& operator=(const ContentStore&) = delete;
+
+  // --- committed blobs ---
+  // NotFound when the blob is not there.
+  BlobInfo info(const Digest& digest);
+  bool contains(const Digest& digest) const;
+  // Updates labels as containerd does: no fieldpaths or "labels" replace them all, "labels.<k>"
+  // sets (or, with an empty value, removes) one label. Other paths give InvalidArgument.
+  BlobInfo update(const Digest& digest, const Labels& labels, const std::vector<std::string>& fieldpaths);
+  // Blobs matching containerd filters on digest, size and labels.<k> (ORed strings), by digest.
+  std::vector<BlobInfo> list(const std::vector<std::string>& filters);
+  void remove(const Digest& digest);
+  ContentReader openReader(const Digest& digest) const;
+  std::filesystem::path blobPath(const Digest& digest) const;
+
+  // --- ingests ---
+  // Starts or resumes the ingest for `ref` and holds its writer lock until the Ingest is closed
+  // or destroyed. A ref held by another writer gives Unavailable after lockTimeout(); an
+  // `expected` digest that is already committed gives AlreadyExists (and drops any ingest data).
+  // A resume whose `total` contradicts the recorded one starts over, as containerd's store does.
+  // The store must outlive every Ingest it hands out.
+  std::unique_ptr<Ingest> openIngest(const std::string& ref, int64_t total,
+                                     const std::optional<Digest>& expected);
+  IngestStatus status(const std::string& ref);
+  // Ingests matching containerd filters on ref (and expected).
+  std::vector<IngestStatus> listStatuses(const std::vector<std::string>& filters);
+  // Removes the ingest and its data; NotFound if there is none, Unavailable if a writer holds it.
+  void abort(const std::string& ref);
+
+  // How long openIngest and abort wait for another writer of the same ref to let go. A client
+  // that closes a stream and at once reopens the ref races the server noticing the close.
+  void setLockTimeout(std::chrono::milliseconds timeout) { lockTimeout_ = timeout; }
+  std::chrono::milliseconds lockTimeout() const { return lockTimeout_; }
+
+  const std::filesystem::path& contentRoot() const { return contentRoot_; }
+  std::filesystem::path ingestDir(const std::string& ref) const;
+
+ private:
+  friend class Ingest;
+
+  struct IngestRow {
+    std::string ref;
+    int64_t total = 0;
+    std::string expected;
+    int64_t startedAt = 0;
+    int64_t updatedAt = 0;
+  };
+
+  void createSchema();
+  void reconcile();
+  // Waits up to lockTimeout_ for `ref` to be free and takes it; throws Unavailable otherwise.
+  void lockRef(const std::string& ref);
+  void unlockRef(const std::string& ref);
+  std::optional<IngestRow> loadIngestRow(const std::string& id);
+  void saveIngestRow(const std::string& id, const IngestRow& row);
+  void deleteIngest(const std::string& ref);
+  // The database half of a commit: the blob's record and labels in, the ingest's record out.
+  void recordCommit(const Digest& digest, int64_t size, const Labels& labels, const std::string& ingestId);
+  Labels loadLabels(const std::string& digest);
+  BlobInfo infoLocked(const Digest& digest, int64_t size, int64_t mtimeNs);
+
+  std::filesystem::path contentRoot_;
+  std::filesystem::path blobsDir_;
+  std::filesystem::path ingestRoot_;
+
+  mutable std::mutex dbMutex_;
+  Database db_;
+
+  std::mutex refsMutex_;
+  std::condition_variable refsChanged_;
+  std::set<std::string> lockedRefs_;
+  std::chrono::milliseconds lockTimeout_{1000};
+};
+
+}  // namespace snapimport::store

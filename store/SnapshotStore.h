@@ -1,0 +1,62 @@
+#pragma once
+// The overlay snapshotter: records in SQLite (SnapshotRecords) plus one numeric directory per
+// snapshot under <root>/snapshots. Every mutation is either a SQLite transaction or the rename of a
+// fully built directory, ordered so that a crash at any point leaves state that open() reconciles.
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "Database.h"
+#include "Filter.h"
+#include "OverlayMounts.h"
+#include "Snapshot.h"
+#include "SnapshotRecords.h"
+
+namespace snapimport::store {
+
+class SnapshotStore {
+ public:
+  // Opens (creating if needed) <root>/meta.db and <root>/snapshots, then removes directories no
+  // record backs, so a crash before this start leaves nothing behind.
+  explicit SnapshotStore(const std::filesystem::path& root);
+  SnapshotStore(const std::filesystem::path& root, OverlayOptions overlay);
+
+  std::vector<Mount> prepare(const std::string& key, const std::string& parent, const Labels& labels);
+  std::vector<Mount> view(const std::string& key, const std::string& parent, const Labels& labels);
+  std::vector<Mount> mounts(const std::string& key);
+  // `parent`, when not empty, rebases an active snapshot that has no parent (containerd 2.2+).
+  void commit(const std::string& name, const std::string& key, const Labels& labels,
+              const std::string& parent = {});
+  void remove(const std::string& key);
+  SnapshotInfo stat(const std::string& key);
+  // fieldpaths: empty, "labels" or "labels.<k>"; anything else is InvalidArgument.
+  SnapshotInfo update(const SnapshotInfo& info, const std::vector<std::string>& fieldpaths);
+  void list(const Filter& filter, const std::function<void(const SnapshotInfo&)>& fn);
+  Usage usage(const std::string& key);
+  // Removes every entry under snapshots/ that no record backs. Returns how many were removed.
+  size_t cleanup();
+
+  const std::filesystem::path& root() const { return root_; }
+  std::filesystem::path snapshotDir(int64_t id) const;
+  const OverlayOptions& overlayOptions() const { return overlay_; }
+
+ private:
+  std::vector<Mount> create(Kind kind, const std::string& key, const std::string& parent, const Labels& labels);
+  std::vector<Mount> mountsFor(const SnapshotRecord& rec);
+  std::filesystem::path fsDir(int64_t id) const;
+
+  std::filesystem::path root_;
+  std::filesystem::path snapshotsDir_;
+  OverlayOptions overlay_;
+  std::mutex mu_;  // guards db_ and records_ (one SQLite connection)
+  std::unique_ptr<Database> db_;
+  std::unique_ptr<SnapshotRecords> records_;
+};
+
+// Matches an Info against containerd's snapshot filter fields: name, parent, kind, labels.<k>.
+bool matchSnapshot(const Filter& filter, const SnapshotInfo& info);
+
+}  // namespace snapimport::store
