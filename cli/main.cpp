@@ -1,6 +1,7 @@
 // snapimport: the daemon (`serve`) and, as later issues land, the node-side commands.
 #include <CLI/CLI.hpp>
 
+#include "PullCommand.h"
 #include "ServeCommand.h"
 
 int main(int argc, char** argv) {
@@ -8,6 +9,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("snapimport ") + SNAPIMPORT_VERSION);
   snapimport::cli::addServeCommand(app);
+  snapimport::cli::addPullCommand(app);
   CLI11_PARSE(app, argc, argv);
   return 0;
 }
