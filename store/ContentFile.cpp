@@ -23,8 +23,8 @@ void pwriteAll(int fd, const char* data, size_t size, int64_t offset, const std:
     ssize_t n = ::pwrite(fd, data, size, offset);
     if (n < 0) {
       if (errno == EINTR) continue;
-      fail(ErrorClass::Internal, what + ": write at offset " + std::to_string(offset) + " failed: " +
-                                     errnoText(errno));
+      fail(ErrorClass::Internal,
+           what + ": write at offset " + std::to_string(offset) + " failed: " + errnoText(errno));
     }
     data += n;
     size -= static_cast<size_t>(n);
@@ -58,7 +58,8 @@ void makePrivateDirs(const std::filesystem::path& dir) {
   if (dir.empty()) return;
   struct stat st {};
   if (::stat(dir.c_str(), &st) == 0) {
-    if (!S_ISDIR(st.st_mode)) fail(ErrorClass::Internal, dir.string() + " exists and is not a directory");
+    if (!S_ISDIR(st.st_mode))
+      fail(ErrorClass::Internal, dir.string() + " exists and is not a directory");
     return;
   }
   makePrivateDirs(dir.parent_path());

@@ -2,7 +2,8 @@
 // containerd's content store on local disk:
 //   <root>/content/blobs/sha256/<hex>   committed blobs, read-only, named by their digest
 //   <root>/content/ingest/<id>/data     blobs being written; <id> is sha256(ref), so a client's
-//                                       ref (which holds '/' and may hold "../") never becomes a path
+//                                       ref (which holds '/' and may hold "../") never becomes a
+//                                       path
 // plus three tables in <root>/meta.db (its own connection; the snapshot store shares the file):
 //   content_blobs    created/updated times of blobs
 //   content_labels   labels of blobs
@@ -43,7 +44,8 @@ class ContentStore {
   bool contains(const Digest& digest) const;
   // Updates labels as containerd does: no fieldpaths or "labels" replace them all, "labels.<k>"
   // sets (or, with an empty value, removes) one label. Other paths give InvalidArgument.
-  BlobInfo update(const Digest& digest, const Labels& labels, const std::vector<std::string>& fieldpaths);
+  BlobInfo update(const Digest& digest, const Labels& labels,
+                  const std::vector<std::string>& fieldpaths);
   // Blobs matching containerd filters on digest, size and labels.<k> (ORed strings), by digest.
   std::vector<BlobInfo> list(const std::vector<std::string>& filters);
   void remove(const Digest& digest);
@@ -91,8 +93,10 @@ class ContentStore {
   std::optional<IngestRow> loadIngestRow(const std::string& id);
   void saveIngestRow(const std::string& id, const IngestRow& row);
   void deleteIngest(const std::string& ref);
-  // The database half of a commit: the blob's record and labels in, the ingest's record out.
-  void recordCommit(const Digest& digest, int64_t size, const Labels& labels, const std::string& ingestId);
+  // A blob's record and labels. Written just before its file is renamed into place: a crash in
+  // between leaves a record without a file, which start-up drops.
+  void recordBlob(const Digest& digest, int64_t size, const Labels& labels);
+  void forgetIngest(const std::string& id);
   Labels loadLabels(const std::string& digest);
   BlobInfo infoLocked(const Digest& digest, int64_t size, int64_t mtimeNs);
 

@@ -52,7 +52,8 @@ std::string problem(std::string_view text) {
 
 Digest Digest::parse(std::string_view text) {
   std::string why = problem(text);
-  if (!why.empty()) fail(ErrorClass::InvalidArgument, "invalid digest " + printable(text) + ": " + why);
+  if (!why.empty())
+    fail(ErrorClass::InvalidArgument, "invalid digest " + printable(text) + ": " + why);
   return Digest(std::string(text));
 }
 
@@ -60,7 +61,8 @@ bool Digest::isValid(std::string_view text) { return problem(text).empty(); }
 
 Digest Digest::fromHex(std::string_view hex) {
   std::string why = hexProblem(hex);
-  if (!why.empty()) fail(ErrorClass::InvalidArgument, "invalid sha256 hex " + printable(hex) + ": " + why);
+  if (!why.empty())
+    fail(ErrorClass::InvalidArgument, "invalid sha256 hex " + printable(hex) + ": " + why);
   return Digest(std::string(kAlgorithm) + ":" + std::string(hex));
 }
 

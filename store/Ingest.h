@@ -53,7 +53,8 @@ class Ingest {
  private:
   friend class ContentStore;
   Ingest(ContentStore& store, std::string ref, std::string id, UniqueFd fd, int64_t offset,
-         int64_t total, std::optional<Digest> expected, ContentTime startedAt, ContentTime updatedAt);
+         int64_t total, std::optional<Digest> expected, ContentTime startedAt,
+         ContentTime updatedAt);
 
   void requireOpen(const char* action) const;
   // Persists what is only in memory (times, total, expected); failures are logged, not thrown.
