@@ -13,8 +13,10 @@
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 
+#include "ContentService.h"
 #include "SnapshotService.h"
 #include "common/Log.h"
+#include "store/ContentStore.h"
 #include "store/SnapshotStore.h"
 
 namespace snapimport::plugin {
@@ -69,7 +71,8 @@ Server::~Server() = default;
 void Server::start() {
   snapshots_ = std::make_shared<store::SnapshotStore>(options_.root);
   services_.push_back(std::make_unique<SnapshotService>(snapshots_));
-  // content service registered here (issue 3)
+  content_ = std::make_shared<store::ContentStore>(options_.root);  // issue 3
+  services_.push_back(std::make_unique<ContentService>(content_));
 
   prepareSocketPath(options_.address);
   grpc::ServerBuilder builder;
