@@ -25,6 +25,8 @@
 #                               $SI_CRI_SNAPSHOTTER (default snapimport), snapshot annotations on,
 #                               registry config_path $SI_HOSTS_DIR, sandbox $SI_CRI_SANDBOX_IMAGE)
 #   SI_CONTAINERD_EXTRA_CONFIG  TOML appended verbatim to the containerd config
+#   SI_CONTAINERD_DISABLED_EXTRA  more plugin IDs (space-separated) for disabled_plugins, e.g.
+#                               io.containerd.content.v1.content when snapimport is the content store
 #   SI_CONTAINERD_PRIVATE_RUN=0 run containerd in the host mount namespace (see si_start_containerd)
 #   SI_VERBOSE=1                print commands as steps run
 #
@@ -631,7 +633,9 @@ si_containerd_disabled_plugins() {
     io.containerd.tracing.processor.v1.otlp
   )
   [ "${SI_CONTAINERD_CRI:-0}" = 1 ] || p+=(io.containerd.grpc.v1.cri)
-  local out="" x
+  local x
+  for x in ${SI_CONTAINERD_DISABLED_EXTRA:-}; do p+=("$x"); done
+  local out=""
   for x in "${p[@]}"; do out+="\"$x\", "; done
   echo "[${out%, }]"
 }
