@@ -41,8 +41,9 @@ bool Digest::isValid(std::string_view text) {
 
 Digest Digest::parse(std::string_view text) {
   if (!isValid(text)) {
-    throw Error(ErrorKind::Invalid, "invalid digest '" + printable(text) +
-                                        "': want sha256:<64 lowercase hex> or sha512:<128 lowercase hex>");
+    throw Error(ErrorKind::Invalid,
+                "invalid digest '" + printable(text) +
+                    "': want sha256:<64 lowercase hex> or sha512:<128 lowercase hex>");
   }
   return Digest(std::string(text));
 }

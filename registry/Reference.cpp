@@ -47,9 +47,8 @@ bool isValidLabel(std::string_view l) {
 }
 
 bool isAnchoredHex64(std::string_view s) {
-  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) {
-           return isDigit(c) || (c >= 'a' && c <= 'f');
-         });
+  return s.size() == 64 && std::all_of(s.begin(), s.end(),
+                                       [](char c) { return isDigit(c) || (c >= 'a' && c <= 'f'); });
 }
 
 std::string printable(std::string_view s) {
@@ -153,9 +152,10 @@ Reference Reference::parseExact(std::string_view text) {
   // uppercase letters), otherwise docker.io.
   auto slash = rest.find('/');
   std::string_view first = rest.substr(0, slash);
-  bool hasDomain = slash != std::string_view::npos &&
-                   (first.find_first_of(".:") != std::string_view::npos || first == "localhost" ||
-                    std::any_of(first.begin(), first.end(), [](char c) { return c >= 'A' && c <= 'Z'; }));
+  bool hasDomain =
+      slash != std::string_view::npos &&
+      (first.find_first_of(".:") != std::string_view::npos || first == "localhost" ||
+       std::any_of(first.begin(), first.end(), [](char c) { return c >= 'A' && c <= 'Z'; }));
   std::string_view remainder = rest;
   if (hasDomain) {
     ref.domain = std::string(first);
@@ -170,8 +170,8 @@ Reference Reference::parseExact(std::string_view text) {
     ref.tag = std::string(remainder.substr(colon + 1));
     remainder = remainder.substr(0, colon);
     if (!isValidTag(ref.tag)) {
-      invalid(text, "tag '" + printable(ref.tag) +
-                        "' must match [A-Za-z0-9_][A-Za-z0-9._-]{0,127}");
+      invalid(text,
+              "tag '" + printable(ref.tag) + "' must match [A-Za-z0-9_][A-Za-z0-9._-]{0,127}");
     }
   }
   if (hasDomain && !isValidDomain(ref.domain)) {
@@ -198,7 +198,8 @@ Reference Reference::parseExact(std::string_view text) {
 
 Reference Reference::parseRepository(std::string_view text) {
   Reference ref = parseExact(text);
-  if (!ref.tag.empty() || ref.digest) invalid(text, "expected a repository without a tag or digest");
+  if (!ref.tag.empty() || ref.digest)
+    invalid(text, "expected a repository without a tag or digest");
   return ref;
 }
 

@@ -14,11 +14,12 @@ TEST(Digest, ParsesValidSha256AndSha512) {
 }
 
 TEST(Digest, RejectsWhatCouldEscapeAPathOrUrl) {
-  for (std::string bad : std::vector<std::string>{"", "sha256", "sha256:", "sha256:" + std::string(63, 'a'),
-                          "sha256:" + std::string(65, 'a'), "sha256:" + std::string(64, 'A'),
-                          "sha256:../../../../etc/passwd", "md5:" + std::string(32, 'a'),
-                          "sha512:" + std::string(64, 'a'), "sha256:" + std::string(63, 'a') + "/",
-                          "SHA256:" + std::string(64, 'a')}) {
+  for (std::string bad : std::vector<std::string>{
+           "", "sha256", "sha256:", "sha256:" + std::string(63, 'a'),
+           "sha256:" + std::string(65, 'a'), "sha256:" + std::string(64, 'A'),
+           "sha256:../../../../etc/passwd", "md5:" + std::string(32, 'a'),
+           "sha512:" + std::string(64, 'a'), "sha256:" + std::string(63, 'a') + "/",
+           "SHA256:" + std::string(64, 'a')}) {
     EXPECT_FALSE(Digest::isValid(bad)) << bad;
     EXPECT_THROW(Digest::parse(bad), Error) << bad;
   }

@@ -45,11 +45,11 @@ TEST(Reference, DigestWinsOverTag) {
 }
 
 TEST(Reference, RejectsInvalid) {
-  for (std::string bad : std::vector<std::string>
-       {"", "UPPER", "docker.io/Upper/x", "a//b", "-a", "a-", "a..b", "a___b", "x:", "x:-t",
-        "x:" + std::string(129, 't'), "x@sha256:abc", "x@sha256:" + std::string(64, 'G'), kHex,
-        "host:port/x", "reg.io/a/../b", "reg.io/a b", "reg.io/" + std::string(260, 'a'),
-        "exa_mple.com/x"}) {
+  for (std::string bad : std::vector<std::string>{
+           "", "UPPER", "docker.io/Upper/x", "a//b", "-a", "a-", "a..b", "a___b", "x:", "x:-t",
+           "x:" + std::string(129, 't'), "x@sha256:abc", "x@sha256:" + std::string(64, 'G'), kHex,
+           "host:port/x", "reg.io/a/../b", "reg.io/a b", "reg.io/" + std::string(260, 'a'),
+           "exa_mple.com/x"}) {
     EXPECT_THROW(Reference::parse(bad), Error) << bad;
   }
 }

@@ -1,0 +1,54 @@
+#pragma once
+// Where credentials come from, in order: --creds, then the auth file given with --authfile (or
+// $REGISTRY_AUTH_FILE), then docker's config.json ($DOCKER_CONFIG or ~/.docker). Inside a
+// config file: credHelpers[host], else credsStore, else auths[host] (auth / identitytoken /
+// registrytoken). Helpers are run with docker-credential-helpers' protocol. Every lookup records
+// which sources were tried, so an authentication failure can say so (without the secrets).
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace snapimport::registry {
+
+struct Credential {
+  std::string username;
+  std::string password;
+  std::string identityToken;  // OAuth2 refresh token (grant_type=refresh_token)
+  std::string registryToken;  // sent directly as a Bearer token
+  std::string source;         // "--creds", "/root/.docker/config.json auths", "helper pass"
+  bool empty() const {
+    return username.empty() && password.empty() && identityToken.empty() && registryToken.empty();
+  }
+};
+
+struct CredentialOptions {
+  std::optional<std::string> creds;  // "user:password" (--creds); "user" alone means empty password
+  std::string authFile;              // --authfile; replaces the default files
+};
+
+class CredentialStore {
+ public:
+  explicit CredentialStore(CredentialOptions options = {});
+  // Credentials for a registry host ("docker.io", "reg:5000") and repository path. Returns an
+  // empty Credential when no source has any; `tried` gets one line per source consulted.
+  Credential lookup(std::string_view registry, std::string_view repoPath,
+                    std::vector<std::string>* tried = nullptr) const;
+
+  // The key docker uses in config.json for a registry (Docker Hub's is special).
+  static std::string configKey(std::string_view registry);
+
+ private:
+  CredentialOptions options_;
+};
+
+std::string base64Encode(std::string_view in);
+// Standard alphabet; throws Error(Invalid) on bad input.
+std::string base64Decode(std::string_view in);
+
+// Runs `docker-credential-<helper> get` for serverUrl. Returns nullopt when the helper has no
+// credentials; throws Error when it fails. Exposed for tests.
+std::optional<Credential> runCredentialHelper(const std::string& helper,
+                                              const std::string& serverUrl);
+
+}  // namespace snapimport::registry
