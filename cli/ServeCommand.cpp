@@ -2,13 +2,19 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <systemd/sd-daemon.h>
 
 #include <cstdlib>
+#include <memory>
 #include <thread>
 
 #include "DaemonConfig.h"
+#include "common/HttpServer.h"
+#include "common/ImportProgress.h"
 #include "common/Log.h"
+#include "common/Metrics.h"
 #include "plugin/Server.h"
+#include "store/SnapshotStore.h"
 
 namespace snapimport::cli {
 namespace {
@@ -18,26 +24,56 @@ struct ServeFlags {
   std::string address;
   std::string config;
   std::string logLevel;
+  std::string metricsAddress;
 };
 
-int runServe(const ServeFlags& flags) {
-  DaemonConfig cfg;
+// Loads the file (if any), applies flags over it and validates the result. Prints why not and
+// returns false; every message names the file, line and key, or the flag.
+bool loadConfig(const ServeFlags& flags, DaemonConfig& cfg) {
   try {
     if (!flags.config.empty()) cfg = DaemonConfig::load(flags.config);
   } catch (const std::exception& e) {
-    log::error("cannot load config", {{"file", flags.config}, {"error", e.what()}});
-    return 2;
+    log::error("invalid config", {{"file", flags.config}, {"error", e.what()}});
+    return false;
   }
   // Flags win over the file.
   if (!flags.root.empty()) cfg.root = flags.root;
   if (!flags.address.empty()) cfg.address = flags.address;
-  if (!flags.logLevel.empty()) cfg.logLevel = flags.logLevel;
-  log::Level level;
-  if (!log::parseLevel(cfg.logLevel, level)) {
-    log::error("invalid log level", {{"value", cfg.logLevel}, {"allowed", "debug|info|warn|error"}});
-    return 2;
+  if (!flags.logLevel.empty()) cfg.log.level = flags.logLevel;
+  if (!flags.metricsAddress.empty()) cfg.metrics.address = flags.metricsAddress;
+  try {
+    cfg.validate();
+  } catch (const std::exception& e) {
+    log::error("invalid command-line flag", {{"error", e.what()}});
+    return false;
   }
+  log::Level level = log::Level::Info;
+  log::Format format = log::Format::Logfmt;
+  log::parseLevel(cfg.log.level, level);  // validate() accepted both
+  log::parseFormat(cfg.log.format, format);
   log::setLevel(level);
+  log::setFormat(format);
+  return true;
+}
+
+// The endpoints both listeners serve; /status only on the admin socket, because image names can
+// be sensitive and the TCP address is meant for a cluster-wide Prometheus.
+void addEndpoints(http::Server& http, bool withStatus) {
+  http.handle("/healthz", [] { return http::Response{200, "text/plain; charset=utf-8", "ok\n"}; });
+  http.handle("/metrics", [] {
+    return http::Response{200, "text/plain; version=0.0.4; charset=utf-8", metrics::Metrics::daemon().expose()};
+  });
+  if (withStatus) {
+    http.handle("/status", [] {
+      return http::Response{200, "application/json",
+                            progress::toJson(progress::ImportProgress::daemon().snapshot())};
+    });
+  }
+}
+
+int runServe(const ServeFlags& flags) {
+  DaemonConfig cfg;
+  if (!loadConfig(flags, cfg)) return 2;
 
   // Block the stop signals in every thread; one thread waits for them synchronously.
   sigset_t stopSignals;
@@ -47,21 +83,65 @@ int runServe(const ServeFlags& flags) {
   pthread_sigmask(SIG_BLOCK, &stopSignals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  plugin::Server server({cfg.root, cfg.address});
+  plugin::Server server({cfg.root, cfg.address, cfg.timeouts.shutdown});
   try {
     server.start();
   } catch (const std::exception& e) {
     log::error("cannot start", {{"root", cfg.root}, {"address", cfg.address}, {"error", e.what()}});
     return 1;
   }
+
+  // Snapshot gauges mirror the store; the hook goes before the server (and its store) does.
+  auto& m = metrics::Metrics::daemon();
+  std::weak_ptr<store::SnapshotStore> weakStore = server.snapshotStore();
+  int hook = m.onScrape([weakStore](metrics::Metrics& mm) {
+    auto st = weakStore.lock();
+    if (!st) return;
+    store::SnapshotStore::Totals t = st->totals();
+    mm.snapshots("committed").Set(static_cast<double>(t.committed));
+    mm.snapshots("active").Set(static_cast<double>(t.active));
+    mm.snapshots("view").Set(static_cast<double>(t.views));
+    mm.snapshotUsageBytes.Set(static_cast<double>(t.committedUsage.size));
+    mm.snapshotUsageInodes.Set(static_cast<double>(t.committedUsage.inodes));
+  });
+
+  http::Server admin;
+  http::Server metricsHttp;
+  try {
+    addEndpoints(admin, true);
+    admin.listen(cfg.adminSocket(), 0600);
+    admin.start();
+    if (!cfg.metrics.address.empty()) {
+      addEndpoints(metricsHttp, false);
+      metricsHttp.listen(cfg.metrics.address);
+      metricsHttp.start();
+    }
+  } catch (const std::exception& e) {
+    log::error("cannot start", {{"admin_address", cfg.adminSocket()},
+                                {"metrics_address", cfg.metrics.address},
+                                {"error", e.what()}});
+    server.shutdown();
+    server.wait();
+    m.removeScrapeHook(hook);
+    return 1;
+  }
+  log::info("ready", {{"admin_address", admin.boundAddress()},
+                      {"metrics_address", cfg.metrics.address.empty() ? "off" : metricsHttp.boundAddress()}});
+  // Only now may systemd start containerd (After=snapimport.service): every socket listens.
+  sd_notifyf(0, "READY=1\nSTATUS=serving on %s", cfg.address.c_str());
+
   std::thread waiter([&] {
     int sig = 0;
     sigwait(&stopSignals, &sig);
     log::info("shutting down", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+    sd_notify(0, "STOPPING=1");
     server.shutdown();
   });
   server.wait();
   waiter.join();
+  metricsHttp.stop();
+  admin.stop();
+  m.removeScrapeHook(hook);
   log::info("stopped");
   return 0;
 }
@@ -73,8 +153,11 @@ void addServeCommand(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("serve", "Serve containerd's snapshots (and content) API on a unix socket");
   cmd->add_option("--root", flags->root, "State directory (default " + DaemonConfig{}.root + ")");
   cmd->add_option("--address", flags->address, "Unix socket to listen on (default " + DaemonConfig{}.address + ")");
-  cmd->add_option("--config", flags->config, "TOML config file")->check(CLI::ExistingFile);
-  cmd->add_option("--log-level", flags->logLevel, "debug, info, warn or error");
+  // No ExistingFile check: the config loader's own error names the file and the reason.
+  cmd->add_option("--config", flags->config, "TOML config file (see `snapimport config default`)");
+  cmd->add_option("--log-level", flags->logLevel, "debug, info, warn or error (overrides log.level)");
+  cmd->add_option("--metrics-address", flags->metricsAddress,
+                  "host:port for /metrics and /healthz over HTTP (overrides metrics.address)");
   cmd->callback([flags] { std::exit(runServe(*flags)); });
 }
 

@@ -1,8 +1,10 @@
 // snapimport: the daemon (`serve`) and, as later issues land, the node-side commands.
 #include <CLI/CLI.hpp>
 
+#include "ConfigCommand.h"
 #include "PullCommand.h"
 #include "ServeCommand.h"
+#include "StatusCommand.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"snapimport: containerd snapshotter and content store that imports images fast and safely"};
@@ -10,6 +12,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("snapimport ") + SNAPIMPORT_VERSION);
   snapimport::cli::addServeCommand(app);
   snapimport::cli::addPullCommand(app);
+  snapimport::cli::addConfigCommand(app);
+  snapimport::cli::addStatusCommand(app);
   CLI11_PARSE(app, argc, argv);
   return 0;
 }

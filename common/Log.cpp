@@ -10,6 +10,7 @@
 namespace snapimport::log {
 namespace {
 std::atomic<int> g_level{static_cast<int>(Level::Info)};
+std::atomic<int> g_format{static_cast<int>(Format::Logfmt)};
 
 const char* levelName(Level l) {
   switch (l) {
@@ -35,6 +36,15 @@ std::string timestamp() {
 }  // namespace
 
 void setLevel(Level level) { g_level = static_cast<int>(level); }
+
+void setFormat(Format format) { g_format = static_cast<int>(format); }
+
+bool parseFormat(std::string_view text, Format& out) {
+  if (text == "logfmt") out = Format::Logfmt;
+  else if (text == "json") out = Format::Json;
+  else return false;
+  return true;
+}
 
 bool parseLevel(std::string_view text, Level& out) {
   if (text == "debug") out = Level::Debug;
@@ -78,8 +88,35 @@ std::string quote(std::string_view v) {
   return out;
 }
 
-void write(Level level, std::string_view msg, std::initializer_list<Field> fields) {
-  if (!enabled(level)) return;
+std::string jsonString(std::string_view v) {
+  std::string out = "\"";
+  for (unsigned char c : v) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      case '\r': out += "\\r"; break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);  // UTF-8 passes through; invalid bytes are the reader's problem
+        }
+    }
+  }
+  return out + '"';
+}
+
+std::string formatLine(Level level, std::string_view msg, std::initializer_list<Field> fields) {
+  if (static_cast<Format>(g_format.load()) == Format::Json) {
+    std::string line = "{\"time\":\"" + timestamp() + "\",\"level\":\"" + levelName(level) + "\",\"msg\":" +
+                       jsonString(msg);
+    for (const auto& [k, v] : fields) line += "," + jsonString(k) + ":" + jsonString(v);
+    return line + "}";
+  }
   std::string line = "time=" + timestamp() + " level=" + levelName(level) + " msg=" + quote(msg);
   for (const auto& [k, v] : fields) {
     line += ' ';
@@ -87,6 +124,12 @@ void write(Level level, std::string_view msg, std::initializer_list<Field> field
     line += '=';
     line += quote(v);
   }
+  return line;
+}
+
+void write(Level level, std::string_view msg, std::initializer_list<Field> fields) {
+  if (!enabled(level)) return;
+  std::string line = formatLine(level, msg, fields);
   line += '\n';
   // One write(2) per line keeps lines from different threads whole.
   ssize_t ignored = ::write(STDERR_FILENO, line.data(), line.size());

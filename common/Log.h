@@ -13,6 +13,11 @@ enum class Level { Debug = 0, Info = 1, Warn = 2, Error = 3 };
 using Field = std::pair<std::string_view, std::string>;
 
 void setLevel(Level level);
+// logfmt (the default) or one JSON object per line, for log shippers that want JSON.
+enum class Format { Logfmt, Json };
+void setFormat(Format format);
+// Parses "logfmt|json"; returns false for anything else.
+bool parseFormat(std::string_view text, Format& out);
 // Parses "debug|info|warn|error"; returns false for anything else.
 bool parseLevel(std::string_view text, Level& out);
 bool enabled(Level level);
@@ -25,5 +30,9 @@ inline void error(std::string_view msg, std::initializer_list<Field> f = {}) { w
 
 // Formats one logfmt value (exposed for tests).
 std::string quote(std::string_view value);
+// Formats one JSON string, quotes included (exposed for tests).
+std::string jsonString(std::string_view value);
+// The line write() would print, without the trailing newline (exposed for tests).
+std::string formatLine(Level level, std::string_view msg, std::initializer_list<Field> fields);
 
 }  // namespace snapimport::log

@@ -14,6 +14,7 @@
 #include <grpcpp/server_builder.h>
 
 #include "ContentService.h"
+#include "GrpcMetrics.h"
 #include "SnapshotService.h"
 #include "common/Log.h"
 #include "store/ContentStore.h"
@@ -80,6 +81,7 @@ void Server::start() {
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.SetMaxSendMessageSize(kMaxMessageBytes);
   for (auto& s : services_) builder.RegisterService(s.get());
+  builder.experimental().SetInterceptorCreators(grpcMetricsInterceptors());  // request metrics
   // The socket must never be world-accessible, not even between bind and chmod.
   mode_t old = umask(0117);
   server_ = builder.BuildAndStart();
@@ -99,7 +101,7 @@ void Server::wait() {
 
 void Server::shutdown() {
   if (!server_) return;
-  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  server_->Shutdown(std::chrono::system_clock::now() + options_.shutdownGrace);
   std::error_code ec;
   fs::remove(options_.address, ec);
 }

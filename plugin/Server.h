@@ -2,6 +2,7 @@
 // The gRPC server on the unix socket: owns the stores and the services built on them.
 #include <grpcpp/server.h>
 
+#include <chrono>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -17,6 +18,7 @@ namespace snapimport::plugin {
 struct ServerOptions {
   std::filesystem::path root;     // daemon state root (0700)
   std::filesystem::path address;  // unix socket path
+  std::chrono::milliseconds shutdownGrace{5000};  // in-flight calls' time to finish on shutdown()
 };
 
 class Server {
@@ -28,8 +30,10 @@ class Server {
   void start();
   // Blocks until shutdown() has finished.
   void wait();
-  // Graceful stop: in-flight calls get a few seconds, then are cancelled.
+  // Graceful stop: in-flight calls get shutdownGrace, then are cancelled.
   void shutdown();
+  // For read-only observers (metrics). Null before start().
+  std::shared_ptr<store::SnapshotStore> snapshotStore() const { return snapshots_; }
 
  private:
   ServerOptions options_;

@@ -11,11 +11,14 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libsqlite3-dev libcli11-dev nlohmann-json3-dev libtomlplusplus-dev
   libcurl4-openssl-dev libssl-dev libarchive-dev libisal-dev libzstd-dev libsystemd-dev
+  prometheus-cpp-dev
   libgtest-dev libgmock-dev
   # conformance harness (containerd's own Go test suites, GOPATH mode)
   golang-go golang-github-containerd-containerd-dev
   # real parts for integration tests and the demo
   containerd runc docker-registry skopeo umoci busybox-static
+  # packaging checks (.deb contents, lintian, systemd-analyze verify)
+  dpkg-dev lintian systemd
   # helpers used by tests
   attr curl jq python3 procps psmisc util-linux e2fsprogs
 )

@@ -287,6 +287,23 @@ Usage SnapshotStore::usage(const std::string& key) {
   return diskUsage(fsDir(id));
 }
 
+SnapshotStore::Totals SnapshotStore::totals() {
+  Totals t;
+  std::lock_guard lock(mu_);
+  records_->forEach([&](const SnapshotRecord& r) {
+    switch (r.info.kind) {
+      case Kind::Committed:
+        ++t.committed;
+        t.committedUsage.size += r.usage.size;
+        t.committedUsage.inodes += r.usage.inodes;
+        break;
+      case Kind::Active: ++t.active; break;
+      case Kind::View: ++t.views; break;
+    }
+  });
+  return t;
+}
+
 size_t SnapshotStore::cleanup() {
   std::vector<fs::path> doomed;
   {

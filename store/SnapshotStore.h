@@ -39,6 +39,16 @@ class SnapshotStore {
   // Removes every entry under snapshots/ that no record backs. Returns how many were removed.
   size_t cleanup();
 
+  // Read-only counts for metrics. Usage is what commit recorded; active snapshots are left out
+  // because measuring them means walking their directories at every scrape.
+  struct Totals {
+    int64_t committed = 0;
+    int64_t active = 0;
+    int64_t views = 0;
+    Usage committedUsage;
+  };
+  Totals totals();
+
   const std::filesystem::path& root() const { return root_; }
   std::filesystem::path snapshotDir(int64_t id) const;
   const OverlayOptions& overlayOptions() const { return overlay_; }

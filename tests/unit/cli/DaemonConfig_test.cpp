@@ -45,5 +45,187 @@ TEST(DaemonConfig, UnreadableFileIsNamed) {
   }
 }
 
+TEST(DaemonConfig, DefaultFileParsesToTheDefaults) {
+  DaemonConfig d = DaemonConfig::parse(DaemonConfig::defaultFile(), "default.toml");
+  DaemonConfig want;
+  EXPECT_EQ(d.root, want.root);
+  EXPECT_EQ(d.address, want.address);
+  EXPECT_EQ(d.adminAddress, want.adminAddress);
+  EXPECT_EQ(d.log.level, want.log.level);
+  EXPECT_EQ(d.log.format, want.log.format);
+  EXPECT_EQ(d.metrics.address, want.metrics.address);
+  EXPECT_EQ(d.registry.hostsDir, want.registry.hostsDir);
+  EXPECT_EQ(d.registry.authFile, want.registry.authFile);
+  EXPECT_EQ(d.import.enabled, want.import.enabled);
+  EXPECT_EQ(d.import.keepCompressedBlobs, want.import.keepCompressedBlobs);
+  EXPECT_EQ(d.import.maxConcurrentLayers, want.import.maxConcurrentLayers);
+  EXPECT_EQ(d.import.maxConcurrentPerRegistry, want.import.maxConcurrentPerRegistry);
+  EXPECT_EQ(d.import.stagingGracePeriod, want.import.stagingGracePeriod);
+  EXPECT_EQ(d.timeouts.connect, want.timeouts.connect);
+  EXPECT_EQ(d.timeouts.stall, want.timeouts.stall);
+  EXPECT_EQ(d.timeouts.layer, want.timeouts.layer);
+  EXPECT_EQ(d.timeouts.shutdown, want.timeouts.shutdown);
+  EXPECT_EQ(d.limits.maxManifestBytes, want.limits.maxManifestBytes);
+  EXPECT_EQ(d.limits.maxConfigBytes, want.limits.maxConfigBytes);
+  EXPECT_EQ(d.limits.maxLayerBytes, want.limits.maxLayerBytes);
+  EXPECT_EQ(d.limits.maxLayerEntries, want.limits.maxLayerEntries);
+  EXPECT_EQ(d.limits.maxPathBytes, want.limits.maxPathBytes);
+  EXPECT_EQ(d.limits.maxPaxHeaderBytes, want.limits.maxPaxHeaderBytes);
+}
+
+TEST(DaemonConfig, EveryKeyIsDocumented) {
+  // Each key line in the default file follows a comment line.
+  std::string f = DaemonConfig::defaultFile();
+  std::string prev;
+  size_t keys = 0;
+  for (size_t pos = 0; pos < f.size();) {
+    size_t nl = f.find('\n', pos);
+    std::string line = f.substr(pos, nl - pos);
+    if (line.find(" = ") != std::string::npos && line[0] != '#') {
+      ++keys;
+      EXPECT_EQ(prev.rfind("# ", 0), 0u) << "undocumented: " << line;
+    }
+    prev = line;
+    pos = nl + 1;
+  }
+  EXPECT_EQ(keys, 23u);
+}
+
+TEST(DaemonConfig, SectionsAndValues) {
+  DaemonConfig c = DaemonConfig::parse(
+      "[log]\nlevel = \"debug\"\nformat = \"json\"\n"
+      "[metrics]\naddress = \"127.0.0.1:9651\"\n"
+      "[import]\nenabled = false\nmax_concurrent_layers = 3\n"
+      "[timeouts]\nconnect = \"250ms\"\nlayer = \"0s\"\n"
+      "[limits]\nmax_layer_bytes = \"2GiB\"\nmax_manifest_bytes = 1000\n",
+      "f.toml");
+  EXPECT_EQ(c.log.level, "debug");
+  EXPECT_EQ(c.log.format, "json");
+  EXPECT_EQ(c.metrics.address, "127.0.0.1:9651");
+  EXPECT_FALSE(c.import.enabled);
+  EXPECT_EQ(c.import.maxConcurrentLayers, 3);
+  EXPECT_EQ(c.timeouts.connect, std::chrono::milliseconds(250));
+  EXPECT_EQ(c.timeouts.layer, std::chrono::milliseconds(0));
+  EXPECT_EQ(c.limits.maxLayerBytes, 2ull << 30);
+  EXPECT_EQ(c.limits.maxManifestBytes, 1000u);
+}
+
+TEST(DaemonConfig, UnknownKeyInSectionIsDotted) {
+  std::string e = errorOf("[import]\nenabled = true\nmax_jobs = 4\n");
+  EXPECT_NE(e.find("/etc/snapimport/config.toml:3: unknown key \"import.max_jobs\""),
+            std::string::npos)
+      << e;
+  EXPECT_NE(e.find("max_concurrent_layers"), std::string::npos)
+      << "should list the known keys: " << e;
+  e = errorOf("[nosuchsection]\nx = 1\n");
+  EXPECT_NE(e.find("unknown key \"nosuchsection\""), std::string::npos) << e;
+}
+
+TEST(DaemonConfig, BadValuesNameKeyFileLineAndReason) {
+  struct Case {
+    std::string text;
+    const char* want;
+  } cases[] = {
+      {"[log]\nlevel = \"verbose\"\n",
+       "config.toml:2: key \"log.level\" has invalid value \"verbose\": must be one of debug, "
+       "info, warn, error"},
+      {"[log]\nformat = 1\n", "config.toml:2: key \"log.format\" must be a string, not an integer"},
+      {"[import]\nenabled = \"yes\"\n",
+       "config.toml:2: key \"import.enabled\" must be a boolean (true or false), not a string"},
+      {"[import]\nmax_concurrent_layers = 0\n",
+       "key \"import.max_concurrent_layers\" is 0, must be between 1 and 1024"},
+      {"[import]\nmax_concurrent_layers = \"8\"\n",
+       "key \"import.max_concurrent_layers\" must be an integer, not a string"},
+      {"[timeouts]\nconnect = 30\n", "key \"timeouts.connect\" must be a duration string"},
+      {"[timeouts]\nconnect = \"30 seconds\"\n",
+       "key \"timeouts.connect\" has invalid duration \"30 seconds\""},
+      {"[timeouts]\nstall = \"0s\"\n", "key \"timeouts.stall\" must be longer than 0"},
+      {"[limits]\nmax_layer_bytes = \"lots\"\n",
+       "key \"limits.max_layer_bytes\" has invalid size \"lots\""},
+      {"[limits]\nmax_layer_bytes = -1\n", "key \"limits.max_layer_bytes\" must not be negative"},
+      {"[metrics]\naddress = \"localhost\"\n",
+       "key \"metrics.address\" has invalid address \"localhost\""},
+      {"[metrics]\naddress = \"127.0.0.1:99999\"\n", "key \"metrics.address\" has invalid port"},
+      {"root = \"relative/dir\"\n", "config.toml:1: key \"root\" must be an absolute path"},
+      {"[registry]\nhosts_dir = \"/etc/containerd/certs.d:certs\"\n",
+       "key \"registry.hosts_dir\" must list absolute directories"},
+      {"log = \"debug\"\n", "key \"log\" must be a table ([log]), not a string"},
+      {"address = \"/" + std::string(200, 'x') + "\"\n", "key \"address\" is 201 bytes long"},
+  };
+  for (const auto& c : cases) {
+    std::string e = errorOf(c.text);
+    EXPECT_NE(e.find(c.want), std::string::npos) << "config:\n" << c.text << "error: " << e;
+    EXPECT_EQ(e.rfind("/etc/snapimport/config.toml:", 0), 0u) << e;
+  }
+}
+
+TEST(DaemonConfig, ValidateChecksFlagOverrides) {
+  DaemonConfig c;
+  c.log.level = "loud";
+  try {
+    c.validate();
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("key \"log.level\" has invalid value \"loud\""),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_NO_THROW(DaemonConfig{}.validate());
+}
+
+TEST(DaemonConfig, AdminSocketIsDerivedFromAddress) {
+  DaemonConfig c;
+  EXPECT_EQ(c.adminSocket(), "/run/snapimport/snapimport-admin.sock");
+  c.address = "/tmp/x/plugin";
+  EXPECT_EQ(c.adminSocket(), "/tmp/x/plugin-admin.sock");
+  c.adminAddress = "/run/a.sock";
+  EXPECT_EQ(c.adminSocket(), "/run/a.sock");
+}
+
+TEST(DaemonConfig, DurationsAndSizes) {
+  DaemonConfig::Duration d;
+  EXPECT_TRUE(parseDuration("90s", d));
+  EXPECT_EQ(d, std::chrono::seconds(90));
+  EXPECT_TRUE(parseDuration("2h", d));
+  EXPECT_EQ(d, std::chrono::hours(2));
+  EXPECT_FALSE(parseDuration("1.5s", d));
+  EXPECT_FALSE(parseDuration("s", d));
+  EXPECT_FALSE(parseDuration("10", d));
+  EXPECT_EQ(formatDuration(std::chrono::seconds(90)), "90s");
+  EXPECT_EQ(formatDuration(std::chrono::milliseconds(1500)), "1500ms");
+  uint64_t n;
+  EXPECT_TRUE(parseSize("4MiB", n));
+  EXPECT_EQ(n, 4u << 20);
+  EXPECT_TRUE(parseSize("3GB", n));
+  EXPECT_EQ(n, 3'000'000'000u);
+  EXPECT_TRUE(parseSize("512", n));
+  EXPECT_EQ(n, 512u);
+  EXPECT_FALSE(parseSize("4 MiB", n));
+  EXPECT_FALSE(parseSize("99999999TiB", n));
+  EXPECT_EQ(formatSize(64ull << 30), "64GiB");
+  EXPECT_EQ(formatSize(1000), "1000");
+}
+
+TEST(DaemonConfig, UnreadableFileSaysWhy) {
+  try {
+    DaemonConfig::load("/nonexistent/snapimport.toml");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(
+        std::string(e.what()).find(
+            "cannot open config file /nonexistent/snapimport.toml: No such file or directory"),
+        std::string::npos)
+        << e.what();
+  }
+  try {
+    DaemonConfig::load("/");  // a directory: opens, but cannot be read
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot read config file /: Is a directory"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace snapimport::cli

@@ -1,0 +1,138 @@
+#include "Metrics.h"
+
+#include <prometheus/text_serializer.h>
+
+#include <algorithm>
+
+namespace snapimport::metrics {
+namespace {
+
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+using prometheus::BuildHistogram;
+
+const std::vector<double> kGrpcBuckets = {0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30};
+
+template <size_t N>
+std::string_view known(std::string_view reason, const std::array<std::string_view, N>& reasons) {
+  if (std::find(reasons.begin(), reasons.end(), reason) != reasons.end()) return reason;
+  return reasons.back();
+}
+
+}  // namespace
+
+Metrics::Metrics()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      importsStarted(BuildCounter()
+                         .Name("snapimport_imports_started_total")
+                         .Help("Layer imports started (one per layer job, after deduplication).")
+                         .Register(*registry_)
+                         .Add({})),
+      importsCompleted(BuildCounter()
+                           .Name("snapimport_imports_completed_total")
+                           .Help("Layer imports that verified and committed their snapshot.")
+                           .Register(*registry_)
+                           .Add({})),
+      fetchedBytes(BuildCounter()
+                       .Name("snapimport_fetched_bytes_total")
+                       .Help("Compressed layer bytes received from registries by the importer.")
+                       .Register(*registry_)
+                       .Add({})),
+      writtenBytes(BuildCounter()
+                       .Name("snapimport_written_bytes_total")
+                       .Help("File bytes the importer wrote into snapshot directories.")
+                       .Register(*registry_)
+                       .Add({})),
+      layerImportDuration(
+          BuildHistogram()
+              .Name("snapimport_layer_import_duration_seconds")
+              .Help("Time from the start of a layer import until its snapshot is committed.")
+              .Register(*registry_)
+              .Add({}, kLayerDurationBuckets)),
+      importJobsInFlight(BuildGauge()
+                             .Name("snapimport_import_jobs_in_flight")
+                             .Help("Layer imports running or queued now.")
+                             .Register(*registry_)
+                             .Add({})),
+      snapshotUsageBytes(
+          BuildGauge()
+              .Name("snapimport_snapshot_usage_bytes")
+              .Help("Disk used by committed snapshots (st_blocks * 512), as recorded at commit.")
+              .Register(*registry_)
+              .Add({})),
+      snapshotUsageInodes(BuildGauge()
+                              .Name("snapimport_snapshot_usage_inodes")
+                              .Help("Inodes used by committed snapshots, as recorded at commit.")
+                              .Register(*registry_)
+                              .Add({})),
+      failedFamily_(
+          BuildCounter()
+              .Name("snapimport_imports_failed_total")
+              .Help(
+                  "Layer imports that failed, by reason; the layer then falls back to containerd.")
+              .Register(*registry_)),
+      fallbackFamily_(BuildCounter()
+                          .Name("snapimport_fallbacks_total")
+                          .Help("Layers left to containerd's own fetch and apply, by reason.")
+                          .Register(*registry_)),
+      snapshotsFamily_(BuildGauge()
+                           .Name("snapimport_snapshots")
+                           .Help("Snapshots in the store, by kind.")
+                           .Register(*registry_)),
+      grpcRequests_(BuildCounter()
+                        .Name("snapimport_grpc_requests_total")
+                        .Help("gRPC requests served, by full method name and status code.")
+                        .Register(*registry_)),
+      grpcDuration_(BuildHistogram()
+                        .Name("snapimport_grpc_request_duration_seconds")
+                        .Help("gRPC request handling time, by full method name.")
+                        .Register(*registry_)) {
+  // Every reason's series exists from the start, at 0.
+  for (std::string_view r : kFailureReasons) failedFamily_.Add({{"reason", std::string(r)}});
+  for (std::string_view r : kFallbackReasons) fallbackFamily_.Add({{"reason", std::string(r)}});
+  for (const char* kind : {"committed", "active", "view"}) snapshotsFamily_.Add({{"kind", kind}});
+}
+
+Metrics& Metrics::daemon() {
+  static Metrics* instance = new Metrics();  // never destroyed: threads may record during exit
+  return *instance;
+}
+
+prometheus::Counter& Metrics::importsFailed(std::string_view reason) {
+  return failedFamily_.Add({{"reason", std::string(known(reason, kFailureReasons))}});
+}
+
+prometheus::Counter& Metrics::fallbacks(std::string_view reason) {
+  return fallbackFamily_.Add({{"reason", std::string(known(reason, kFallbackReasons))}});
+}
+
+prometheus::Gauge& Metrics::snapshots(std::string_view kind) {
+  return snapshotsFamily_.Add({{"kind", std::string(kind)}});
+}
+
+void Metrics::recordGrpc(const std::string& method, const std::string& code, double seconds) {
+  grpcRequests_.Add({{"method", method}, {"code", code}}).Increment();
+  grpcDuration_.Add({{"method", method}}, kGrpcBuckets).Observe(seconds);
+}
+
+int Metrics::onScrape(std::function<void(Metrics&)> hook) {
+  std::lock_guard lock(hooksMu_);
+  hooks_.emplace_back(nextHookId_, std::move(hook));
+  return nextHookId_++;
+}
+
+void Metrics::removeScrapeHook(int id) {
+  std::lock_guard lock(hooksMu_);
+  std::erase_if(hooks_, [id](const auto& h) { return h.first == id; });
+}
+
+std::string Metrics::expose() {
+  {
+    // Hooks run under the lock so removeScrapeHook cannot return while one is still running.
+    std::lock_guard lock(hooksMu_);
+    for (auto& [id, hook] : hooks_) hook(*this);
+  }
+  return prometheus::TextSerializer().Serialize(registry_->Collect());
+}
+
+}  // namespace snapimport::metrics

@@ -1,0 +1,113 @@
+#pragma once
+// The daemon's Prometheus metrics. The families are prometheus-cpp's (Debian 12:
+// prometheus-cpp-dev, core part only); this class fixes their names, help texts, label sets and
+// buckets in one place, so every module records into the same documented series and the importer
+// does not need to know about prometheus-cpp's builders.
+//
+// Metric names (all prefixed snapimport_; see docs/operations.md):
+//   imports_started_total, imports_completed_total           counters
+//   imports_failed_total{reason}, fallbacks_total{reason}    counters, reasons fixed below
+//   fetched_bytes_total, written_bytes_total                 counters
+//   layer_import_duration_seconds                            histogram
+//   import_jobs_in_flight                                    gauge
+//   snapshots{kind}, snapshot_usage_bytes, snapshot_usage_inodes   gauges, refreshed at scrape
+//   grpc_requests_total{method,code}                         counter
+//   grpc_request_duration_seconds{method}                    histogram
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <array>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace snapimport::metrics {
+
+// Why an import failed. Reasons are a closed set so the label's cardinality stays bounded and
+// every series exists (at 0) from start-up, which keeps rate() and alerts simple.
+inline constexpr std::array<std::string_view, 8> kFailureReasons = {
+    "fetch",      // network or HTTP error talking to the registry
+    "auth",       // registry refused our credentials, or we hold none it accepts
+    "verify",     // size, digest or diff_id mismatch
+    "extract",    // bad tar, unsupported entry, or a write error while unpacking
+    "limit",      // a [limits] cap was exceeded
+    "timeout",    // [timeouts] stall or layer deadline
+    "cancelled",  // the pull went away
+    "internal",   // anything else (a bug)
+};
+
+// Why a layer went containerd's ordinary way (fetch + apply through the content store).
+inline constexpr std::array<std::string_view, 6> kFallbackReasons = {
+    "disabled",        // import.enabled = false
+    "no_labels",       // Prepare without CRI snapshot annotations (ctr pull, annotations off)
+    "media_type",      // a layer media type the importer does not handle
+    "no_credentials",  // the registry needs credentials snapimport does not hold
+    "import_failed",   // the import failed (see imports_failed_total for why)
+    "other",
+};
+
+// The buckets of snapimport_layer_import_duration_seconds: layers take from milliseconds (tiny
+// config layers) to minutes (multi-GB layers on slow links).
+inline const std::vector<double> kLayerDurationBuckets = {0.05, 0.1, 0.25, 0.5, 1,   2.5, 5,
+                                                          10,   30,  60,   120, 300, 600};
+
+class Metrics {
+  // Declared first: the public family references below are initialised from it.
+  std::shared_ptr<prometheus::Registry> registry_;
+
+ public:
+  Metrics();
+  Metrics(const Metrics&) = delete;
+  Metrics& operator=(const Metrics&) = delete;
+
+  // The daemon's instance. Modules record into it directly, as with any Prometheus client's
+  // default registry; tests build their own.
+  static Metrics& daemon();
+
+  // Importer.
+  prometheus::Counter& importsStarted;
+  prometheus::Counter& importsCompleted;
+  prometheus::Counter& fetchedBytes;
+  prometheus::Counter& writtenBytes;
+  prometheus::Histogram& layerImportDuration;
+  prometheus::Gauge& importJobsInFlight;
+  // Unknown reasons are counted as "internal" / "other" rather than creating new series.
+  prometheus::Counter& importsFailed(std::string_view reason);
+  prometheus::Counter& fallbacks(std::string_view reason);
+
+  // Snapshot store state, set from the store at each scrape (see onScrape).
+  prometheus::Gauge& snapshots(std::string_view kind);  // "committed", "active", "view"
+  prometheus::Gauge& snapshotUsageBytes;
+  prometheus::Gauge& snapshotUsageInodes;
+
+  // gRPC, one series per method (and status code).
+  void recordGrpc(const std::string& method, const std::string& code, double seconds);
+
+  // Runs before each exposition, to refresh gauges that mirror state owned elsewhere. Returns
+  // an id for removeScrapeHook (the owner of that state must remove the hook before it dies).
+  int onScrape(std::function<void(Metrics&)> hook);
+  void removeScrapeHook(int id);
+
+  // Runs the scrape hooks, then renders every family in the Prometheus text format 0.0.4.
+  std::string expose();
+
+  prometheus::Registry& registry() { return *registry_; }
+
+ private:
+  prometheus::Family<prometheus::Counter>& failedFamily_;
+  prometheus::Family<prometheus::Counter>& fallbackFamily_;
+  prometheus::Family<prometheus::Gauge>& snapshotsFamily_;
+  prometheus::Family<prometheus::Counter>& grpcRequests_;
+  prometheus::Family<prometheus::Histogram>& grpcDuration_;
+  std::mutex hooksMu_;
+  int nextHookId_ = 1;
+  std::vector<std::pair<int, std::function<void(Metrics&)>>> hooks_;
+};
+
+}  // namespace snapimport::metrics
