@@ -61,8 +61,17 @@ Digest Ingest::digest() {
 void Ingest::write(std::string data) {
   requireOpen("write to");
   if (data.empty()) return;
-  pwriteAll(fd_.get(), data.data(), data.size(), offset_,
-            "write " + std::to_string(data.size()) + " bytes to " + describe());
+  try {
+    pwriteAll(fd_.get(), data.data(), data.size(), offset_,
+              "write " + std::to_string(data.size()) + " bytes to " + describe());
+  } catch (...) {
+    // Keep the file and offset_ in step, so a resume starts from what was acknowledged.
+    if (::ftruncate(fd_.get(), offset_) != 0) {
+      log::warn("cannot cut ingest back after a failed write",
+                {{"ref", ref_}, {"error", errnoText(errno)}});
+    }
+    throw;
+  }
   offset_ += static_cast<int64_t>(data.size());
   updatedAt_ = ContentClock::now();
   if (offset_ - writebackStart_ >= kWritebackChunk) {
