@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <systemd/sd-daemon.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
 #include <thread>
@@ -13,6 +14,7 @@
 #include "common/ImportProgress.h"
 #include "common/Log.h"
 #include "common/Metrics.h"
+#include "plugin/RegistryLayerFetcher.h"
 #include "plugin/Server.h"
 #include "store/SnapshotStore.h"
 
@@ -71,6 +73,30 @@ void addEndpoints(http::Server& http, bool withStatus) {
   }
 }
 
+// The importer reads its knobs from the [import], [limits] and [timeouts] tables.
+plugin::ImporterOptions importerOptions(const DaemonConfig& cfg) {
+  plugin::ImporterOptions o;
+  o.enabled = cfg.import.enabled;
+  o.maxJobs = static_cast<int>(cfg.import.maxConcurrentLayers);
+  o.maxJobsPerHost = static_cast<int>(cfg.import.maxConcurrentPerRegistry);
+  o.stagedGrace = std::chrono::duration_cast<std::chrono::seconds>(cfg.import.stagingGracePeriod);
+  o.limits.maxHeaderBytes = cfg.limits.maxPaxHeaderBytes;
+  o.limits.maxPathBytes = static_cast<uint64_t>(cfg.limits.maxPathBytes);
+  o.limits.maxEntries = static_cast<uint64_t>(cfg.limits.maxLayerEntries);
+  o.limits.maxUncompressedBytes = cfg.limits.maxLayerBytes;
+  return o;
+}
+
+// Credentials and mirrors: docker config.json (with credential helpers) and hosts.toml.
+registry::ClientOptions registryOptions(const DaemonConfig& cfg) {
+  registry::ClientOptions o;
+  o.hostsDir = cfg.registry.hostsDir;
+  o.authFile = cfg.registry.authFile;
+  o.transport.connectTimeoutSeconds = std::max<long>(1, static_cast<long>(cfg.timeouts.connect.count() / 1000));
+  o.transport.lowSpeedSeconds = std::max<long>(1, static_cast<long>(cfg.timeouts.stall.count() / 1000));
+  return o;
+}
+
 int runServe(const ServeFlags& flags) {
   DaemonConfig cfg;
   if (!loadConfig(flags, cfg)) return 2;
@@ -83,7 +109,15 @@ int runServe(const ServeFlags& flags) {
   pthread_sigmask(SIG_BLOCK, &stopSignals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  plugin::Server server({cfg.root, cfg.address, cfg.timeouts.shutdown});
+  plugin::ServerOptions serverOptions{cfg.root, cfg.address, cfg.timeouts.shutdown, nullptr, importerOptions(cfg)};
+  try {
+    serverOptions.fetcher = std::make_shared<plugin::RegistryLayerFetcher>(registryOptions(cfg));
+  } catch (const std::exception& e) {
+    log::error("cannot set up the registry client", {{"hosts_dir", cfg.registry.hostsDir},
+                                                     {"auth_file", cfg.registry.authFile}, {"error", e.what()}});
+    return 1;
+  }
+  plugin::Server server(std::move(serverOptions));
   try {
     server.start();
   } catch (const std::exception& e) {

@@ -71,7 +71,8 @@ Server::~Server() = default;
 
 void Server::start() {
   snapshots_ = std::make_shared<store::SnapshotStore>(options_.root);
-  services_.push_back(std::make_unique<SnapshotService>(snapshots_));
+  if (options_.fetcher) importer_ = std::make_shared<Importer>(snapshots_, options_.fetcher, options_.importer);
+  services_.push_back(std::make_unique<SnapshotService>(snapshots_, importer_));
   content_ = std::make_shared<store::ContentStore>(options_.root);  // issue 3
   services_.push_back(std::make_unique<ContentService>(content_));
 

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "Importer.h"
+
 namespace snapimport::store {
 class SnapshotStore;
 class ContentStore;
@@ -19,6 +21,9 @@ struct ServerOptions {
   std::filesystem::path root;     // daemon state root (0700)
   std::filesystem::path address;  // unix socket path
   std::chrono::milliseconds shutdownGrace{5000};  // in-flight calls' time to finish on shutdown()
+  // Where the importer fetches layers; null: no importer, a plain overlay snapshotter.
+  std::shared_ptr<LayerFetcher> fetcher;
+  ImporterOptions importer;
 };
 
 class Server {
@@ -39,6 +44,7 @@ class Server {
   ServerOptions options_;
   std::shared_ptr<store::SnapshotStore> snapshots_;
   std::shared_ptr<store::ContentStore> content_;
+  std::shared_ptr<Importer> importer_;
   std::vector<std::unique_ptr<grpc::Service>> services_;
   std::unique_ptr<grpc::Server> server_;
 };

@@ -64,12 +64,21 @@ store::SnapshotInfo fromProto(const snapshotsv1::Info& in) {
   return info;
 }
 
-SnapshotService::SnapshotService(std::shared_ptr<store::SnapshotStore> store) : store_(std::move(store)) {}
+SnapshotService::SnapshotService(std::shared_ptr<store::SnapshotStore> store, std::shared_ptr<Importer> importer)
+    : store_(std::move(store)), importer_(std::move(importer)) {}
 
 grpc::Status SnapshotService::Prepare(grpc::ServerContext*, const snapshotsv1::PrepareSnapshotRequest* req,
                                       snapshotsv1::PrepareSnapshotResponse* resp) {
   return guarded([&] {
-    addMounts(store_->prepare(req->key(), req->parent(), toLabels(req->labels())), resp);
+    store::Labels labels = toLabels(req->labels());
+    // AlreadyExists is only ever answered to a Prepare that names its target chain: containerd
+    // turns it into an error otherwise (reference §2.3).
+    if (importer_ && labels.count(kLabelSnapshotRef) &&
+        importer_->prepare(req->key(), req->parent(), labels) == Importer::Outcome::Imported) {
+      return grpc::Status(grpc::StatusCode::ALREADY_EXISTS,
+                          "snapshot " + labels[kLabelSnapshotRef] + " already exists (imported by snapimport)");
+    }
+    addMounts(store_->prepare(req->key(), req->parent(), labels), resp);
     log::debug("prepared snapshot", {{"key", req->key()}, {"parent", req->parent()}});
     return grpc::Status::OK;
   });
@@ -162,6 +171,7 @@ grpc::Status SnapshotService::Cleanup(grpc::ServerContext*, const snapshotsv1::C
                                       google::protobuf::Empty*) {
   return guarded([&] {
     size_t n = store_->cleanup();
+    if (importer_) n += importer_->cleanupStaged();
     if (n) log::info("cleanup removed orphan snapshot directories", {{"count", std::to_string(n)}});
     return grpc::Status::OK;
   });

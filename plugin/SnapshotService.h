@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "containerd/services/snapshots/v1/snapshots.grpc.pb.h"
+#include "Importer.h"
 #include "store/SnapshotStore.h"
 
 namespace snapimport::plugin {
@@ -11,7 +12,8 @@ namespace snapshotsv1 = ::containerd::services::snapshots::v1;
 
 class SnapshotService final : public snapshotsv1::Snapshots::Service {
  public:
-  explicit SnapshotService(std::shared_ptr<store::SnapshotStore> store);
+  // With an importer, Prepare runs the remote-snapshot flow for layers that carry CRI labels.
+  explicit SnapshotService(std::shared_ptr<store::SnapshotStore> store, std::shared_ptr<Importer> importer = nullptr);
 
   grpc::Status Prepare(grpc::ServerContext*, const snapshotsv1::PrepareSnapshotRequest*,
                        snapshotsv1::PrepareSnapshotResponse*) override;
@@ -36,6 +38,7 @@ class SnapshotService final : public snapshotsv1::Snapshots::Service {
 
  private:
   std::shared_ptr<store::SnapshotStore> store_;
+  std::shared_ptr<Importer> importer_;
 };
 
 // Conversions between the wire types and the store's (exposed for unit tests).

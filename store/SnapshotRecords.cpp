@@ -161,4 +161,16 @@ int64_t SnapshotRecords::count() {
   return st.int64(0);
 }
 
+std::vector<std::string> SnapshotRecords::committedWithLabel(const std::string& key, const std::string& value,
+                                                            const std::string& parent) {
+  auto st = db_.prepare(
+      "SELECT s.name FROM snapshots s JOIN snapshot_labels l ON l.snapshot_id = s.id "
+      "LEFT JOIN snapshots p ON s.parent_id = p.id "
+      "WHERE l.key = ? AND l.value = ? AND s.kind = ? AND COALESCE(p.name, '') = ? ORDER BY s.id");
+  st.bind(1, key).bind(2, value).bind(3, static_cast<int64_t>(Kind::Committed)).bind(4, parent);
+  std::vector<std::string> names;
+  while (st.step()) names.push_back(st.text(0));
+  return names;
+}
+
 }  // namespace snapimport::store

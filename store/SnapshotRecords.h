@@ -33,6 +33,9 @@ class SnapshotRecords {
   std::vector<int64_t> allIds();
   void forEach(const std::function<void(const SnapshotRecord&)>& fn);
   int64_t count();
+  // Names of COMMITTED snapshots carrying label key=value whose parent name is `parent`.
+  std::vector<std::string> committedWithLabel(const std::string& key, const std::string& value,
+                                              const std::string& parent);
 
   Database& database() { return db_; }
 

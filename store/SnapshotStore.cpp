@@ -53,6 +53,16 @@ bool isNumericName(const std::string& s) {
   return true;
 }
 
+// Renames a fully built directory to its id. A directory already there can only be debris of a
+// transaction that never committed (ids are only reused after a rollback), so it is replaced.
+void renameIntoPlace(const fs::path& built, const fs::path& final) {
+  if (rename(built.c_str(), final.c_str()) == 0) return;
+  if (errno != EEXIST && errno != ENOTEMPTY) sysFail("rename " + built.string() + " to " + final.string());
+  log::warn("replacing stale snapshot directory", {{"path", final.string()}});
+  removeTree(final);
+  if (rename(built.c_str(), final.c_str()) != 0) sysFail("rename " + built.string() + " to " + final.string());
+}
+
 // Removes a half-built directory unless released; keeps error paths from leaking directories.
 class DirGuard {
  public:
@@ -75,12 +85,15 @@ class DirGuard {
 SnapshotStore::SnapshotStore(const fs::path& root) : SnapshotStore(root, detectOverlayOptions(root)) {}
 
 SnapshotStore::SnapshotStore(const fs::path& root, OverlayOptions overlay)
-    : root_(root), snapshotsDir_(root / "snapshots"), overlay_(overlay) {
+    : root_(root), snapshotsDir_(root / "snapshots"), stagingDir_(root / "staging"), overlay_(overlay) {
   std::error_code ec;
   fs::create_directories(root_, ec);
   if (ec) fail(ErrorClass::Internal, "create root " + root_.string() + ": " + ec.message());
   makeDir(root_, 0700);
   makeDir(snapshotsDir_, 0700);
+  // Imports never survive a restart half-done: whatever was staged belongs to a dead process.
+  removeTree(stagingDir_);
+  makeDir(stagingDir_, 0700);
   db_ = std::make_unique<Database>(root_ / "meta.db");
   records_ = std::make_unique<SnapshotRecords>(*db_);
   size_t removed = cleanup();
@@ -134,13 +147,7 @@ std::vector<Mount> SnapshotStore::create(Kind kind, const std::string& key, cons
   Transaction tx(*db_);
   int64_t id = records_->insert(key, parentRec.id, kind, labels, nowNs());
   fs::path final = snapshotDir(id);
-  if (rename(tmp.c_str(), final.c_str()) != 0) {
-    if (errno != EEXIST && errno != ENOTEMPTY) sysFail("rename " + tmp.string() + " to " + final.string());
-    // A directory with this id can only be debris of a transaction that never committed.
-    log::warn("replacing stale snapshot directory", {{"path", final.string()}});
-    removeTree(final);
-    if (rename(tmp.c_str(), final.c_str()) != 0) sysFail("rename " + tmp.string() + " to " + final.string());
-  }
+  renameIntoPlace(tmp, final);
   guard.reset(final);
   fsyncDir(snapshotsDir_);
   crashPoint("prepare.renamed");
@@ -340,6 +347,53 @@ size_t SnapshotStore::cleanup() {
     crashPoint("cleanup.partial");
   }
   return removed;
+}
+
+std::optional<SnapshotInfo> SnapshotStore::findCommitted(const std::string& labelKey, const std::string& value,
+                                                         const std::string& parent) {
+  std::lock_guard lock(mu_);
+  auto names = records_->committedWithLabel(labelKey, value, parent);
+  if (names.empty()) return std::nullopt;
+  return records_->get(names.front()).info;
+}
+
+std::vector<fs::path> SnapshotStore::chainFsDirs(const std::string& name) {
+  std::vector<fs::path> dirs;
+  if (name.empty()) return dirs;
+  std::lock_guard lock(mu_);
+  SnapshotRecord rec = records_->get(name);
+  dirs.push_back(fsDir(rec.id));
+  for (int64_t id : records_->ancestorIds(rec)) dirs.push_back(fsDir(id));
+  return dirs;
+}
+
+SnapshotInfo SnapshotStore::commitStaged(const std::string& name, const std::string& parent, const Labels& labels,
+                                         const fs::path& staged) {
+  validateKey(name, "snapshot name");
+  validateLabels(labels);
+  Usage u = diskUsage(staged / "fs");
+  std::lock_guard lock(mu_);
+  if (records_->find(name)) fail(ErrorClass::AlreadyExists, "snapshot \"" + name + "\" already exists");
+  int64_t parentId = 0;
+  if (!parent.empty()) {
+    SnapshotRecord p = records_->get(parent);
+    if (p.info.kind != Kind::Committed) {
+      fail(ErrorClass::InvalidArgument, "parent snapshot \"" + parent + "\" is not committed");
+    }
+    parentId = p.id;
+  }
+  Transaction tx(*db_);
+  TimeNs now = nowNs();
+  int64_t id = records_->insert(name, parentId, Kind::Committed, {}, now);
+  records_->commit(id, name, parentId, labels, u, now);
+  fs::path final = snapshotDir(id);
+  renameIntoPlace(staged, final);
+  DirGuard guard(final);
+  fsyncDir(snapshotsDir_);
+  crashPoint("import.renamed");
+  tx.commit();
+  guard.release();
+  return records_->get(name).info;
 }
 
 bool matchSnapshot(const Filter& filter, const SnapshotInfo& info) {

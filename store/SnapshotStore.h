@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,19 @@ class SnapshotStore {
   };
   Totals totals();
 
+  // --- for the importer ---
+  // The first COMMITTED snapshot with label key=value on exactly `parent` (a name; empty = none).
+  std::optional<SnapshotInfo> findCommitted(const std::string& labelKey, const std::string& value,
+                                            const std::string& parent);
+  // fs/ directories of a committed snapshot and its ancestors, nearest first; empty for "".
+  std::vector<std::filesystem::path> chainFsDirs(const std::string& name);
+  // Where imports are built; on the snapshots' filesystem so a finished one is renamed in.
+  const std::filesystem::path& stagingDir() const { return stagingDir_; }
+  // Turns a fully built directory `staged` (holding fs/) into a COMMITTED snapshot `name` on
+  // `parent`, in one transaction with the rename. Usage is computed from the staged tree.
+  SnapshotInfo commitStaged(const std::string& name, const std::string& parent, const Labels& labels,
+                            const std::filesystem::path& staged);
+
   const std::filesystem::path& root() const { return root_; }
   std::filesystem::path snapshotDir(int64_t id) const;
   const OverlayOptions& overlayOptions() const { return overlay_; }
@@ -60,6 +74,7 @@ class SnapshotStore {
 
   std::filesystem::path root_;
   std::filesystem::path snapshotsDir_;
+  std::filesystem::path stagingDir_;
   OverlayOptions overlay_;
   std::mutex mu_;  // guards db_ and records_ (one SQLite connection)
   std::unique_ptr<Database> db_;

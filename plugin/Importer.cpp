@@ -1,0 +1,440 @@
+#include "Importer.h"
+
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <atomic>
+
+#include "ChainId.h"
+#include "common/ImportProgress.h"
+#include "common/Log.h"
+#include "common/Metrics.h"
+#include "store/StoreError.h"
+
+namespace snapimport::plugin {
+namespace fs = std::filesystem;
+using progress::LayerState;
+
+struct Importer::Job {
+  std::string imageRef;
+  std::string host;
+  LayerDescriptor desc;
+  enum class State { Queued, Running, Done, Failed } state = State::Queued;
+  bool claimed = false;
+  fs::path staged;  // holds fs/ once Done
+  unpack::Result result;
+  std::string error;
+  std::string reason;
+  std::chrono::steady_clock::time_point finishedAt;
+  std::atomic<bool> cancel{false};
+};
+
+struct Importer::CachedImage {
+  ImageLayers layers;
+  std::vector<std::string> chainIds;
+  bool progressStarted = false;
+};
+
+namespace {
+
+// Counts bytes as they stream through, for progress and metrics.
+class CountingSource : public unpack::Source {
+ public:
+  CountingSource(unpack::Source& inner, std::string digest) : inner_(inner), digest_(std::move(digest)) {}
+  size_t read(void* buf, size_t len) override {
+    size_t n = inner_.read(buf, len);
+    total_ += n;
+    metrics::Metrics::daemon().fetchedBytes.Increment(static_cast<double>(n));
+    // Progress is coarse on purpose: one update per 4 MiB keeps the tracker's lock cold.
+    if (total_ - reported_ >= (4u << 20) || n == 0) {
+      reported_ = total_;
+      progress::ImportProgress::daemon().layerBytes(digest_, total_, 0);
+    }
+    return n;
+  }
+
+ private:
+  unpack::Source& inner_;
+  std::string digest_;
+  uint64_t total_ = 0, reported_ = 0;
+};
+
+void removeQuietly(const fs::path& p) {
+  std::error_code ec;
+  if (!p.empty()) fs::remove_all(p, ec);
+}
+
+const char* fallbackReasonFor(const std::string& failure) {
+  return failure == "auth" ? "no_credentials" : "import_failed";
+}
+
+}  // namespace
+
+Importer::Importer(std::shared_ptr<store::SnapshotStore> store, std::shared_ptr<LayerFetcher> fetcher,
+                   ImporterOptions options)
+    : store_(std::move(store)), fetcher_(std::move(fetcher)), options_(options) {
+  options_.maxJobs = std::max(1, options_.maxJobs);
+  options_.maxJobsPerHost = std::max(1, options_.maxJobsPerHost);
+  for (int i = 0; i < options_.maxJobs; ++i) workers_.emplace_back([this] { worker(); });
+}
+
+Importer::~Importer() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    for (auto& [d, job] : jobs_) job->cancel = true;
+  }
+  workCv_.notify_all();
+  doneCv_.notify_all();
+  for (auto& t : workers_) t.join();
+  cleanupStaged(true);
+}
+
+Importer::Stats Importer::stats() const {
+  std::lock_guard lock(mu_);
+  return stats_;
+}
+
+Importer::Outcome Importer::prepare(const std::string& key, const std::string& parent, const store::Labels& labels) {
+  if (!options_.enabled) return fallback("disabled", "import is disabled in the config", nullptr);
+  auto l = ImportLabels::from(labels);
+  if (!l) {
+    // ctr pulls and CRI with annotations off never carry these; that is normal, not news.
+    metrics::Metrics::daemon().fallbacks("no_labels").Increment();
+    std::lock_guard lock(mu_);
+    ++stats_.fallbacks;
+    return Outcome::Fallback;
+  }
+  try {
+    Outcome o = importLayer(*l, parent, labels);
+    log::debug("import outcome", {{"key", key}, {"layer", l->layerDigest},
+                                  {"outcome", o == Outcome::Imported ? "imported" : "fallback"}});
+    return o;
+  } catch (const std::exception& e) {
+    return fallback("other", e.what(), &*l);
+  }
+}
+
+Importer::Outcome Importer::fallback(const std::string& reason, const std::string& why, const ImportLabels* l) {
+  metrics::Metrics::daemon().fallbacks(reason).Increment();
+  std::string image = l ? l->imageRef : "";
+  bool first;
+  {
+    std::lock_guard lock(mu_);
+    ++stats_.fallbacks;
+    first = loggedFallbacks_.emplace(reason + "\n" + image, why).second;
+    if (loggedFallbacks_.size() > 4096) loggedFallbacks_.clear();
+  }
+  if (l) progress::ImportProgress::daemon().layerState(l->layerDigest, LayerState::Fallback, why);
+  if (first) {
+    std::string msg = reason == "no_credentials"
+                          ? "no usable registry credentials for this image; containerd will fetch its layers itself"
+                          : "layer falls back to containerd's own fetch and apply";
+    log::warn(msg, {{"reason", reason}, {"image", image}, {"layer", l ? l->layerDigest : ""}, {"error", why}});
+  }
+  return Outcome::Fallback;
+}
+
+std::shared_ptr<Importer::CachedImage> Importer::describe(const ImportLabels& l) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = images_.find(l.manifestDigest);
+    if (it != images_.end()) return it->second;
+  }
+  auto image = std::make_shared<CachedImage>();
+  image->layers = fetcher_->describe(l.imageRef, l.manifestDigest);
+  if (image->layers.diffIds.size() != image->layers.layers.size()) {
+    throw FetchError("verify", "image " + l.imageRef + " config lists " + std::to_string(image->layers.diffIds.size()) +
+                                   " diff_ids for " + std::to_string(image->layers.layers.size()) + " layers");
+  }
+  image->chainIds = chainIds(image->layers.diffIds);
+  std::lock_guard lock(mu_);
+  // Bounded: a node sees a modest number of distinct manifests between restarts.
+  if (images_.size() > 1024) images_.clear();
+  return images_.emplace(l.manifestDigest, image).first->second;
+}
+
+bool Importer::chainCommitted(const std::string& chainId) {
+  bool found = false;
+  store_->list(store::Filter::parse(std::string("labels.\"") + kLabelSnapshotRef + "\"==" + chainId + ",kind==committed"),
+               [&](const store::SnapshotInfo&) { found = true; });
+  return found;
+}
+
+std::shared_ptr<Importer::Job> Importer::ensureJobLocked(const std::string& imageRef, const LayerDescriptor& desc) {
+  auto it = jobs_.find(desc.digest);
+  if (it != jobs_.end()) return it->second;
+  auto job = std::make_shared<Job>();
+  job->imageRef = imageRef;
+  job->host = fetcher_->hostOf(imageRef);
+  job->desc = desc;
+  jobs_.emplace(desc.digest, job);
+  queue_.push_back(job);
+  workCv_.notify_one();
+  return job;
+}
+
+void Importer::schedule(const ImportLabels& l, const CachedImage& image) {
+  std::vector<std::pair<std::string, uint64_t>> all;
+  for (const auto& d : image.layers.layers) all.emplace_back(d.digest, static_cast<uint64_t>(d.size));
+  // Decide what to prefetch before taking the lock: chainCommitted reads the store.
+  std::vector<LayerDescriptor> wanted;
+  for (const auto& digest : l.imageLayers) {
+    for (size_t i = 0; i < image.layers.layers.size(); ++i) {
+      const auto& d = image.layers.layers[i];
+      if (d.digest != digest || !unpack::isSupportedMediaType(d.mediaType)) continue;
+      if (digest != l.layerDigest && chainCommitted(image.chainIds[i])) continue;
+      wanted.push_back(d);
+      break;
+    }
+  }
+  bool startProgress = false;
+  {
+    std::lock_guard lock(mu_);
+    auto it = images_.find(l.manifestDigest);
+    if (it != images_.end() && !it->second->progressStarted) {
+      it->second->progressStarted = true;
+      startProgress = true;
+    }
+    for (const auto& d : wanted) ensureJobLocked(l.imageRef, d);
+  }
+  if (startProgress) progress::ImportProgress::daemon().imageStarted(l.imageRef, l.manifestDigest, all);
+}
+
+Importer::Outcome Importer::importLayer(const ImportLabels& l, const std::string& parent, const store::Labels& labels) {
+  std::shared_ptr<CachedImage> image;
+  try {
+    image = describe(l);
+  } catch (const FetchError& e) {
+    metrics::Metrics::daemon().importsFailed(e.reason()).Increment();
+    return fallback(fallbackReasonFor(e.reason()), e.what(), &l);
+  }
+  const auto& layers = image->layers.layers;
+  auto pos = std::find_if(layers.begin(), layers.end(), [&](const auto& d) { return d.digest == l.layerDigest; });
+  if (pos == layers.end()) {
+    return fallback("other", "layer " + l.layerDigest + " is not in manifest " + l.manifestDigest, &l);
+  }
+  size_t idx = static_cast<size_t>(pos - layers.begin());
+  const LayerDescriptor desc = *pos;
+  const bool lastLayer = idx + 1 == layers.size();
+  auto finishImage = [&] {
+    if (lastLayer) progress::ImportProgress::daemon().imageFinished(l.imageRef, l.manifestDigest);
+  };
+  if (!unpack::isSupportedMediaType(desc.mediaType)) {
+    finishImage();
+    return fallback("media_type", "layer " + desc.digest + " has media type " + desc.mediaType, &l);
+  }
+  // The chain ID containerd asks for must be the one the config's diff_ids give on this parent;
+  // otherwise we would hand containerd a layer it did not ask for.
+  std::string parentChain;
+  if (!parent.empty()) {
+    auto plabels = store_->stat(parent).labels;
+    auto it = plabels.find(kLabelSnapshotRef);
+    if (it == plabels.end()) {
+      finishImage();
+      return fallback("other", "parent snapshot \"" + parent + "\" has no " + kLabelSnapshotRef + " label", &l);
+    }
+    parentChain = it->second;
+  }
+  if (chainIdOf(parentChain, image->layers.diffIds[idx]) != l.chainId) {
+    finishImage();
+    return fallback("other", "chain ID " + l.chainId + " does not follow from parent chain " +
+                                 (parentChain.empty() ? "(none)" : parentChain) + " and the config's diff_id " +
+                                 image->layers.diffIds[idx],
+                    &l);
+  }
+
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    // Another pull (another namespace, or a retry) may already have committed this chain here.
+    if (store_->findCommitted(kLabelSnapshotRef, l.chainId, parent)) {
+      std::lock_guard lock(mu_);
+      ++stats_.deduplicated;
+      finishImage();
+      return Outcome::Imported;
+    }
+    schedule(l, *image);
+    std::shared_ptr<Job> job;
+    {
+      std::unique_lock lock(mu_);
+      job = ensureJobLocked(l.imageRef, desc);
+      doneCv_.wait(lock, [&] {
+        return stopping_ || job->state == Job::State::Done || job->state == Job::State::Failed;
+      });
+      if (stopping_) return fallback("other", "daemon is shutting down", &l);
+      if (job->state == Job::State::Failed) {
+        auto it = jobs_.find(desc.digest);
+        if (it != jobs_.end() && it->second == job) jobs_.erase(it);
+        lock.unlock();
+        finishImage();
+        return fallback(fallbackReasonFor(job->reason), job->error, &l);
+      }
+      if (job->claimed) continue;  // someone else took this staging; look again
+      job->claimed = true;
+      auto it = jobs_.find(desc.digest);
+      if (it != jobs_.end() && it->second == job) jobs_.erase(it);
+    }
+
+    // The staged layer is ours now; whatever happens below it is committed or removed.
+    try {
+      if (job->result.diffId != image->layers.diffIds[idx]) {
+        metrics::Metrics::daemon().importsFailed("verify").Increment();
+        removeQuietly(job->staged);
+        finishImage();
+        return fallback("import_failed", "layer " + desc.digest + " unpacked to diff_id " + job->result.diffId +
+                                             " but the image config says " + image->layers.diffIds[idx], &l);
+      }
+      progress::ImportProgress::daemon().layerState(desc.digest, LayerState::Committing);
+      unpack::fixImplicitDirs(job->staged / "fs", job->result.implicitDirs, store_->chainFsDirs(parent));
+      std::string name = "snapimport/" + l.chainId;
+      try {
+        store_->commitStaged(name, parent, labels, job->staged);
+      } catch (const store::StoreError& e) {
+        if (e.errorClass() != store::ErrorClass::AlreadyExists) throw;
+        // The same chain on a different parent (another namespace's chain) needs its own name.
+        store_->commitStaged(name + "@" + std::to_string(store::nowNs()), parent, labels, job->staged);
+      }
+    } catch (...) {
+      removeQuietly(job->staged);
+      finishImage();
+      throw;
+    }
+    progress::ImportProgress::daemon().layerState(desc.digest, LayerState::Done);
+    metrics::Metrics::daemon().importsCompleted.Increment();
+    {
+      std::lock_guard lock(mu_);
+      ++stats_.imported;
+    }
+    finishImage();
+    log::info("imported layer", {{"image", l.imageRef}, {"layer", desc.digest}, {"chain_id", l.chainId},
+                                 {"bytes", std::to_string(job->result.compressedBytes)},
+                                 {"entries", std::to_string(job->result.entries)}});
+    return Outcome::Imported;
+  }
+  finishImage();
+  return fallback("other", "staged layer " + desc.digest + " was claimed by another pull three times", &l);
+}
+
+void Importer::worker() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    auto it = std::find_if(queue_.begin(), queue_.end(),
+                           [&](const auto& j) { return runningPerHost_[j->host] < options_.maxJobsPerHost; });
+    if (it == queue_.end()) {
+      workCv_.wait(lock);
+      continue;
+    }
+    std::shared_ptr<Job> job = *it;
+    queue_.erase(it);
+    job->state = Job::State::Running;
+    ++runningPerHost_[job->host];
+    ++stats_.jobsRun;
+    lock.unlock();
+    runJob(*job);
+    lock.lock();
+    --runningPerHost_[job->host];
+    doneCv_.notify_all();
+    workCv_.notify_all();
+  }
+}
+
+void Importer::runJob(Job& job) {
+  auto& m = metrics::Metrics::daemon();
+  auto& prog = progress::ImportProgress::daemon();
+  auto start = std::chrono::steady_clock::now();
+  m.importsStarted.Increment();
+  m.importJobsInFlight.Increment();
+  prog.layerState(job.desc.digest, LayerState::Fetching);
+  fs::path staged;
+  std::string reason, error;
+  unpack::Result result;
+  try {
+    std::string tmpl = (store_->stagingDir() / "layer-XXXXXX").string();
+    if (!mkdtemp(tmpl.data())) throw std::runtime_error("create staging directory in " + store_->stagingDir().string());
+    staged = tmpl;
+    if (mkdir((staged / "fs").c_str(), 0755) != 0 || chmod((staged / "fs").c_str(), 0755) != 0) {
+      throw std::runtime_error("create " + (staged / "fs").string());
+    }
+    auto src = fetcher_->open(job.imageRef, job.desc);
+    CountingSource counting(*src, job.desc.digest);
+    unpack::Options opts;
+    opts.userxattr = store_->overlayOptions().userxattr;
+    opts.limits = options_.limits;
+    opts.cancel = &job.cancel;
+    result = unpack::unpackLayer(counting, job.desc.mediaType, staged / "fs", opts);
+    if (result.compressedDigest != job.desc.digest) {
+      throw FetchError("verify", "layer " + job.desc.digest + " arrived with digest " + result.compressedDigest);
+    }
+    if (job.desc.size > 0 && result.compressedBytes != static_cast<uint64_t>(job.desc.size)) {
+      throw FetchError("verify", "layer " + job.desc.digest + " arrived with " + std::to_string(result.compressedBytes) +
+                                     " bytes, the manifest says " + std::to_string(job.desc.size));
+    }
+  } catch (const FetchError& e) {
+    reason = e.reason();
+    error = e.what();
+  } catch (const unpack::LimitExceeded& e) {
+    reason = "limit";
+    error = e.what();
+  } catch (const unpack::Cancelled& e) {
+    reason = "cancelled";
+    error = e.what();
+  } catch (const unpack::UnpackError& e) {
+    reason = "extract";
+    error = e.what();
+  } catch (const std::exception& e) {
+    reason = "internal";
+    error = e.what();
+  }
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  m.importJobsInFlight.Decrement();
+  if (reason.empty()) {
+    m.writtenBytes.Increment(static_cast<double>(result.uncompressedBytes));
+    m.layerImportDuration.Observe(seconds);
+    prog.layerBytes(job.desc.digest, result.compressedBytes, result.uncompressedBytes);
+  } else {
+    removeQuietly(staged);
+    staged.clear();
+    m.importsFailed(reason).Increment();
+    prog.layerState(job.desc.digest, LayerState::Failed, error);
+    log::warn("layer import failed", {{"image", job.imageRef}, {"layer", job.desc.digest}, {"reason", reason},
+                                      {"error", error}});
+  }
+  std::lock_guard lock(mu_);
+  job.finishedAt = std::chrono::steady_clock::now();
+  if (reason.empty()) {
+    job.result = std::move(result);
+    job.staged = staged;
+    job.state = Job::State::Done;
+  } else {
+    job.reason = reason;
+    job.error = error;
+    job.state = Job::State::Failed;
+  }
+}
+
+size_t Importer::cleanupStaged(bool all) {
+  std::vector<fs::path> doomed;
+  {
+    std::lock_guard lock(mu_);
+    auto now = std::chrono::steady_clock::now();
+    for (auto it = jobs_.begin(); it != jobs_.end();) {
+      auto& job = it->second;
+      bool finished = job->state == Job::State::Done || job->state == Job::State::Failed;
+      if (finished && !job->claimed && (all || now - job->finishedAt > options_.stagedGrace)) {
+        doomed.push_back(job->staged);
+        it = jobs_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  size_t n = 0;
+  for (const auto& p : doomed) {
+    if (p.empty()) continue;
+    removeQuietly(p);
+    ++n;
+  }
+  return n;
+}
+
+}  // namespace snapimport::plugin

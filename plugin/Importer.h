@@ -1,0 +1,88 @@
+#pragma once
+// The remote-snapshot flow (DESIGN "The pull, step by step"; reference §2.3). When containerd
+// Prepares a layer with CRI labels, the importer fetches and unpacks that layer (and prefetches
+// every later layer of the image in parallel), verifies it, and commits it as a COMMITTED snapshot
+// on exactly the parent containerd expects. Prepare then answers AlreadyExists and containerd skips
+// its own fetch and apply. Whenever the importer cannot help, Prepare falls back to the plain
+// overlay snapshotter: a pull never fails because of the importer.
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ImportLabels.h"
+#include "LayerFetcher.h"
+#include "store/SnapshotStore.h"
+
+namespace snapimport::plugin {
+
+struct ImporterOptions {
+  bool enabled = true;
+  int maxJobs = 4;          // layer jobs running at once on this node
+  int maxJobsPerHost = 3;   // of those, against one registry host
+  // Staged layers nobody claimed (a cancelled pull) are removed by Cleanup after this long.
+  std::chrono::seconds stagedGrace{600};
+  unpack::Limits limits;
+};
+
+class Importer {
+ public:
+  enum class Outcome { Imported, Fallback };
+
+  Importer(std::shared_ptr<store::SnapshotStore> store, std::shared_ptr<LayerFetcher> fetcher,
+           ImporterOptions options);
+  ~Importer();
+  Importer(const Importer&) = delete;
+  Importer& operator=(const Importer&) = delete;
+
+  // Imported: a COMMITTED snapshot labelled with the target chain ID now exists on `parent`, and
+  // Prepare must answer AlreadyExists. Fallback: Prepare must create an ordinary active snapshot.
+  // Never throws.
+  Outcome prepare(const std::string& key, const std::string& parent, const store::Labels& labels);
+
+  // Removes staged layers nobody claimed within the grace period. Returns how many.
+  size_t cleanupStaged(bool all = false);
+
+  // Counters for tests and `status`: layers imported, fallbacks taken.
+  struct Stats {
+    uint64_t imported = 0, deduplicated = 0, fallbacks = 0, jobsRun = 0;
+  };
+  Stats stats() const;
+
+ private:
+  struct Job;
+  struct CachedImage;
+
+  Outcome importLayer(const ImportLabels& l, const std::string& parent, const store::Labels& labels);
+  std::shared_ptr<CachedImage> describe(const ImportLabels& l);
+  void schedule(const ImportLabels& l, const CachedImage& image);
+  std::shared_ptr<Job> ensureJobLocked(const std::string& imageRef, const LayerDescriptor& desc);
+  void worker();
+  void runJob(Job& job);
+  Outcome fallback(const std::string& reason, const std::string& why, const ImportLabels* l);
+  bool chainCommitted(const std::string& chainId);
+
+  std::shared_ptr<store::SnapshotStore> store_;
+  std::shared_ptr<LayerFetcher> fetcher_;
+  ImporterOptions options_;
+
+  mutable std::mutex mu_;
+  std::condition_variable workCv_;  // workers wait for runnable jobs
+  std::condition_variable doneCv_;  // Prepare waits for its job
+  bool stopping_ = false;
+  std::map<std::string, std::shared_ptr<Job>> jobs_;  // by layer digest, until claimed
+  std::deque<std::shared_ptr<Job>> queue_;
+  std::map<std::string, int> runningPerHost_;
+  std::map<std::string, std::shared_ptr<CachedImage>> images_;  // by manifest digest
+  std::map<std::string, std::string> loggedFallbacks_;         // reason+image already logged
+  Stats stats_;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace snapimport::plugin
