@@ -400,12 +400,10 @@ bool matchSnapshot(const Filter& filter, const SnapshotInfo& info) {
   return filter.match([&](const std::vector<std::string>& path) -> std::optional<std::string> {
     if (path.empty()) return std::nullopt;
     const std::string& f = path[0];
-    auto nonEmpty = [](const std::string& s) -> std::optional<std::string> {
-      if (s.empty()) return std::nullopt;
-      return s;
-    };
-    if (f == "name") return nonEmpty(info.name);
-    if (f == "parent") return nonEmpty(info.parent);
+    // name and parent are always present, even empty: containerd looks up an imported base
+    // layer with `parent==""` (metadata createSnapshot), exactly as its adaptor allows.
+    if (f == "name") return info.name;
+    if (f == "parent") return info.parent;
     if (f == "kind") return std::string(kindName(info.kind));
     if (f == "labels") {
       return lookupLabel(path, 1, [&](const std::string& k) -> std::optional<std::string> {

@@ -144,7 +144,10 @@ TEST_F(SnapshotStoreTest, ListFilters) {
   EXPECT_EQ(names().size(), 3u);
   EXPECT_EQ(names(Filter::parse("kind==view")), (std::vector<std::string>{"v"}));
   EXPECT_EQ(names(Filter::parseAll({"kind==view", "kind==active"})), (std::vector<std::string>{"b", "v"}));
-  EXPECT_EQ(names(Filter::parse("labels.\"containerd.io/snapshot.ref\"==sha256:1,parent==\"\"")).size(), 0u);
+  // What containerd sends to find an imported base layer: an empty parent must match.
+  EXPECT_EQ(names(Filter::parse("labels.\"containerd.io/snapshot.ref\"==sha256:1,parent==\"\"")),
+            (std::vector<std::string>{"c1"}));
+  EXPECT_EQ(names(Filter::parse("labels.\"containerd.io/snapshot.ref\"==sha256:1,parent==\"c1\"")).size(), 0u);
   EXPECT_EQ(names(Filter::parse("parent==c1,kind==active")), (std::vector<std::string>{"b"}));
 }
 
