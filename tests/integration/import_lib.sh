@@ -1,0 +1,188 @@
+# shellcheck shell=bash
+# Helpers for the importer's integration tests (issue 6), on top of lib.sh. Source lib.sh first.
+#
+#   si_imp_start_registry [HTPASSWD_FILE]  like si_start_registry, optionally with htpasswd Basic auth
+#   si_imp_add_layer OCI TAG NAME          add a small layer holding /layers/NAME.txt to OCI:TAG
+#   si_imp_start_snapimport [ARGS...]      config (hosts dir, metrics port) + si_start_snapimport
+#   si_imp_start_cri_containerd            containerd with CRI on, snapimport as snapshotter + content
+#   si_imp_metrics                         snapimport's /metrics text
+#   si_imp_metric NAME                     one metric's value (sum over its label sets), 0 if absent
+#   si_imp_imported_count                  `msg="imported layer"` lines in snapimport's log
+#   si_imp_applied_count                   `diff applied` lines in containerd's log
+#   si_imp_blob_gets DIGEST [UA_PREFIX]    GETs of a blob in the registry's access log
+#   si_imp_build_nspull OUT                build tests/integration/go/nspull (GOPATH mode)
+#   si_imp_backend_cleanup SOCK            Snapshots/Cleanup straight on snapimport's socket
+#   si_imp_live_ids ROOT                   ids of the snapshot records in ROOT/meta.db, sorted
+
+SI_IMP_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+# si_imp_start_registry [HTPASSWD_FILE]: sets SI_REGISTRY, SI_REGISTRY_PORT, SI_REGISTRY_PID and
+# SI_REGISTRY_LOG. The registry logs one access line per request (method, URL, status, user agent).
+si_imp_start_registry() {
+  local htpasswd=${1:-}
+  si_require docker-registry curl
+  local dir=$SI_WORK/registry attempt port auth=""
+  mkdir -p "$dir/data"
+  SI_REGISTRY_LOG=$SI_WORK/logs/registry.log
+  if [ -n "$htpasswd" ]; then
+    auth="auth:
+  htpasswd:
+    realm: snapimport-test
+    path: $htpasswd"
+  fi
+  for attempt in 1 2 3; do
+    port=$(si_free_port)
+    cat >"$dir/config.yml" <<EOF
+version: 0.1
+log:
+  level: info
+  accesslog:
+    disabled: false
+storage:
+  filesystem:
+    rootdirectory: $dir/data
+  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+$auth
+http:
+  addr: 127.0.0.1:$port
+  headers:
+    X-Content-Type-Options: [nosniff]
+EOF
+    docker-registry serve "$dir/config.yml" >>"$SI_REGISTRY_LOG" 2>&1 &
+    local pid=$!
+    local deadline=$((SECONDS + 20)) code
+    while si_alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do
+      # With auth, /v2/ answers 401: the registry is up all the same.
+      code=$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v2/" 2>/dev/null || true)
+      if [ "$code" = 200 ] || [ "$code" = 401 ]; then
+        si_track registry "$pid"
+        SI_REGISTRY_PID=$pid
+        # shellcheck disable=SC2034 # for scripts that source this file
+        SI_REGISTRY_PORT=$port
+        SI_REGISTRY=127.0.0.1:$port
+        si_log "registry listening on http://$SI_REGISTRY (pid $pid${htpasswd:+, htpasswd auth})"
+        return 0
+      fi
+      sleep 0.1
+    done
+    si_stop_pid "$pid" registry 2
+    si_warn "registry did not come up on port $port (attempt $attempt)"
+  done
+  tail -n 20 "$SI_REGISTRY_LOG" >&2
+  si_fail "could not start docker-registry"
+}
+
+# si_imp_add_layer OCI TAG NAME: one more small layer, /layers/NAME.txt, on top of OCI:TAG.
+si_imp_add_layer() {
+  local oci=$1 tag=$2 name=$3 d
+  d=$(mktemp -d "$SI_WORK/layer.XXXXXX")
+  mkdir -p "$d/layers"
+  chmod 0755 "$d" "$d/layers"
+  echo "layer $name" >"$d/layers/$name.txt"
+  chmod 0644 "$d/layers/$name.txt"
+  tar -C "$d" --create --file "$d.tar" --format=posix --pax-option=delete=atime,delete=ctime \
+    --sort=name --numeric-owner --owner=0 --group=0 --mtime=@1700000000 layers
+  umoci raw add-layer --image "$oci:$tag" --history.created_by "layer $name" "$d.tar"
+  rm -rf "$d" "$d.tar"
+}
+
+# si_imp_start_snapimport [SERVE_ARGS...]: writes $SI_WORK/snapimport.toml (hosts dir, metrics on a
+# free port, plus $SI_IMP_EXTRA_TOML) and starts snapimport with it at debug level. Sets
+# SI_IMP_METRICS_PORT. Call si_write_hosts_dir first.
+si_imp_start_snapimport() {
+  [ -n "${SI_IMP_METRICS_PORT:-}" ] || SI_IMP_METRICS_PORT=$(si_free_port)
+  cat >"$SI_WORK/snapimport.toml" <<TOML
+[registry]
+hosts_dir = "$SI_HOSTS_DIR"
+
+[metrics]
+address = "127.0.0.1:$SI_IMP_METRICS_PORT"
+${SI_IMP_EXTRA_TOML:-}
+TOML
+  si_start_snapimport --config "$SI_WORK/snapimport.toml" --log-level debug "$@"
+}
+
+# si_imp_start_cri_containerd: containerd with CRI (snapshotter snapimport, annotations on,
+# config_path $SI_HOSTS_DIR), snapimport as snapshotter and content store.
+si_imp_start_cri_containerd() {
+  export SI_CONTAINERD_CRI=1
+  export SI_CONTAINERD_DISABLED_EXTRA="io.containerd.content.v1.content"
+  export SI_CONTAINERD_EXTRA_CONFIG="[proxy_plugins.snapimport-content]
+  type = \"content\"
+  address = \"$SI_SNAPIMPORT_SOCK\""
+  si_start_containerd
+}
+
+si_imp_metrics() { curl -fsS --max-time 10 "http://127.0.0.1:$SI_IMP_METRICS_PORT/metrics"; }
+
+# si_imp_metric NAME [LABEL_SUBSTRING]: sum of NAME over its label sets (0 if absent).
+si_imp_metric() {
+  local name=$1 sub=${2:-}
+  si_imp_metrics | awk -v n="$name" -v s="$sub" '
+    { m = $1; sub(/\{.*/, "", m) }
+    m == n && (s == "" || index($1, s)) { t += $2 }
+    END { printf "%d\n", t }'
+}
+
+si_imp_imported_count() { grep -c 'msg="imported layer"' "$SI_SNAPIMPORT_LOG" || true; }
+si_imp_applied_count() { grep -c 'diff applied' "$SI_CONTAINERD_LOG" || true; }
+
+# si_imp_blob_gets DIGEST [UA_PREFIX]: GET requests for /v2/<any repo>/blobs/DIGEST that the
+# registry answered (access log), optionally only those whose user agent starts with UA_PREFIX.
+si_imp_blob_gets() {
+  local digest=$1 ua=${2:-}
+  grep -F "\"GET /v2/" "$SI_REGISTRY_LOG" | grep -F "/blobs/$digest " |
+    awk -v ua="$ua" 'ua == "" || index($0, "\"" ua) { n++ } END { printf "%d\n", n }'
+}
+
+# si_imp_build_nspull OUT: builds the nspull Go tool (containerd client pull with CRI labels in any
+# namespace) into OUT, in GOPATH mode with Debian's containerd sources. Nothing is written to the
+# source tree; Go's build cache is the default one (shared with the other Go test tools).
+si_imp_build_nspull() {
+  local out=$1
+  si_require go
+  local gopath
+  gopath=$(mktemp -d "$SI_WORK/gopath.XXXXXX")
+  mkdir -p "$gopath/src/snapimport/tests/integration"
+  cp -r "$SI_IMP_DIR/go/nspull" "$gopath/src/snapimport/tests/integration/"
+  (cd "$gopath/src/snapimport/tests/integration/nspull" &&
+    GO111MODULE=off GOPATH=$gopath:/usr/share/gocode GOFLAGS= GOPROXY=off go build -o "$out" .)
+  rm -rf "$gopath"
+}
+
+# si_imp_backend_cleanup SOCK: calls containerd.services.snapshots.v1.Snapshots/Cleanup on a
+# snapshots.v1 socket (curl, HTTP/2 prior knowledge), as containerd's GC does after a collection.
+si_imp_backend_cleanup() {
+  local sock=$1 tmp
+  tmp=$(mktemp -d "$SI_WORK/grpc.XXXXXX")
+  printf '\0\0\0\0\0' >"$tmp/req" # CleanupRequest{} in a gRPC frame
+  if ! curl -sS --http2-prior-knowledge --max-time 60 --unix-socket "$sock" \
+    -H 'content-type: application/grpc' -H 'te: trailers' \
+    --data-binary @"$tmp/req" -D "$tmp/headers" -o "$tmp/body" \
+    http://localhost/containerd.services.snapshots.v1.Snapshots/Cleanup; then
+    rm -rf "$tmp"
+    si_fail "gRPC Cleanup on $sock failed (curl)"
+    return 1
+  fi
+  local status
+  status=$(tr -d '\r' <"$tmp/headers" | awk -F': *' 'tolower($1) == "grpc-status" { print $2 }' | tail -n1)
+  if [ -n "$status" ] && [ "$status" != 0 ]; then
+    si_fail "gRPC Cleanup on $sock: $(tr -d '\r' <"$tmp/headers" | grep -i '^grpc-' | tr '\n' ' ')"
+    rm -rf "$tmp"
+    return 1
+  fi
+  rm -rf "$tmp"
+}
+
+# si_imp_live_ids ROOT: ids of every snapshot record in ROOT/meta.db (read-only), one per line.
+si_imp_live_ids() {
+  "$SI_PYTHON" - "$1/meta.db" <<'EOF'
+import sqlite3, sys
+db = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True, timeout=30)
+for (i,) in db.execute("SELECT id FROM snapshots ORDER BY id"):
+    print(i)
+EOF
+}
