@@ -2,7 +2,8 @@
 # Helpers for the importer's integration tests (issue 6), on top of lib.sh. Source lib.sh first.
 #
 #   si_imp_start_registry [HTPASSWD_FILE]  like si_start_registry, optionally with htpasswd Basic auth
-#   si_imp_add_layer OCI TAG NAME          add a small layer holding /layers/NAME.txt to OCI:TAG
+#   si_imp_add_layer OCI TAG NAME [FILES]  add a layer holding /layers/NAME.txt (and FILES more
+#                                          small files under /layers/NAME/) to OCI:TAG
 #   si_imp_start_snapimport [ARGS...]      config (hosts dir, metrics port) + si_start_snapimport
 #   si_imp_start_cri_containerd            containerd with CRI on, snapimport as snapshotter + content
 #   si_imp_metrics                         snapimport's /metrics text
@@ -75,14 +76,26 @@ EOF
   si_fail "could not start docker-registry"
 }
 
-# si_imp_add_layer OCI TAG NAME: one more small layer, /layers/NAME.txt, on top of OCI:TAG.
+# si_imp_add_layer OCI TAG NAME [FILES]: one more layer on top of OCI:TAG: /layers/NAME.txt and
+# FILES (default 0) small files /layers/NAME/dNN/fNNNN.
 si_imp_add_layer() {
-  local oci=$1 tag=$2 name=$3 d
+  local oci=$1 tag=$2 name=$3 files=${4:-0} d
   d=$(mktemp -d "$SI_WORK/layer.XXXXXX")
   mkdir -p "$d/layers"
-  chmod 0755 "$d" "$d/layers"
   echo "layer $name" >"$d/layers/$name.txt"
-  chmod 0644 "$d/layers/$name.txt"
+  if [ "$files" -gt 0 ]; then
+    "$SI_PYTHON" - "$d/layers/$name" "$files" <<'PY'
+import os, sys
+root, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    sub = os.path.join(root, "d%02d" % (i % 50))
+    os.makedirs(sub, exist_ok=True)
+    with open(os.path.join(sub, "f%05d" % i), "w") as f:
+        f.write("file %d of %s\n" % (i, root))
+PY
+  fi
+  find "$d" -type d -exec chmod 0755 {} +
+  find "$d" -type f -exec chmod 0644 {} +
   tar -C "$d" --create --file "$d.tar" --format=posix --pax-option=delete=atime,delete=ctime \
     --sort=name --numeric-owner --owner=0 --group=0 --mtime=@1700000000 layers
   umoci raw add-layer --image "$oci:$tag" --history.created_by "layer $name" "$d.tar"
