@@ -10,7 +10,9 @@
 #   si_imp_metric NAME                     one metric's value (sum over its label sets), 0 if absent
 #   si_imp_imported_count                  `msg="imported layer"` lines in snapimport's log
 #   si_imp_applied_count                   `diff applied` lines in containerd's log
-#   si_imp_blob_gets DIGEST [UA_PREFIX]    GETs of a blob in the registry's access log
+#   si_imp_blob_gets DIGEST [UA_PREFIX]    GETs of a blob answered 200, from the registry's access log
+#   si_imp_htpasswd FILE USER PASS         bcrypt htpasswd file for the registry's auth
+#   si_imp_push_image_creds OCI TAG REF U:P  push to a registry with Basic auth
 #   si_imp_build_nspull OUT                build tests/integration/go/nspull (GOPATH mode)
 #   si_imp_backend_cleanup SOCK            Snapshots/Cleanup straight on snapimport's socket
 #   si_imp_live_ids ROOT                   ids of the snapshot records in ROOT/meta.db, sorted
@@ -144,11 +146,40 @@ si_imp_imported_count() { grep -c 'msg="imported layer"' "$SI_SNAPIMPORT_LOG" ||
 si_imp_applied_count() { grep -c 'diff applied' "$SI_CONTAINERD_LOG" || true; }
 
 # si_imp_blob_gets DIGEST [UA_PREFIX]: GET requests for /v2/<any repo>/blobs/DIGEST that the
-# registry answered (access log), optionally only those whose user agent starts with UA_PREFIX.
+# registry answered with 200 (access log), optionally only those whose user agent starts with
+# UA_PREFIX. (Refused requests, such as a 401 before credentials, are not fetches.)
 si_imp_blob_gets() {
   local digest=$1 ua=${2:-}
-  grep -F "\"GET /v2/" "$SI_REGISTRY_LOG" | grep -F "/blobs/$digest " |
+  grep -F "\"GET /v2/" "$SI_REGISTRY_LOG" | grep -F "/blobs/$digest HTTP/" | grep -F '" 200 ' |
     awk -v ua="$ua" 'ua == "" || index($0, "\"" ua) { n++ } END { printf "%d\n", n }'
+}
+
+# si_imp_htpasswd FILE USER PASSWORD: a bcrypt htpasswd file, as distribution's htpasswd auth wants
+# (htpasswd -B from apache2-utils when installed, else Python's crypt with the system's bcrypt).
+# bcrypt's lowest cost (4): the registry checks the password on every request, and the default
+# cost makes each check take a quarter of a second.
+si_imp_htpasswd() {
+  local file=$1 user=$2 pass=$3
+  if command -v htpasswd >/dev/null 2>&1; then
+    htpasswd -Bbn -C 4 "$user" "$pass" | sed '/^$/d' >"$file"
+  else
+    "$SI_PYTHON" -W ignore - "$user" "$pass" >"$file" <<'PY'
+import crypt, sys
+h = crypt.crypt(sys.argv[2], crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))
+if not h or not h.startswith("$2"):
+    sys.exit("no bcrypt in this libc's crypt(); install apache2-utils for htpasswd -B")
+print("%s:%s" % (sys.argv[1], h))
+PY
+  fi
+}
+
+# si_imp_push_image_creds OCI TAG REF USER:PASS: si_push_image to a registry that wants credentials.
+si_imp_push_image_creds() {
+  local oci=$1 tag=$2 dest=$3 creds=$4
+  local policy=$SI_WORK/skopeo-policy.json
+  [ -f "$policy" ] || echo '{"default":[{"type":"insecureAcceptAnything"}]}' >"$policy"
+  skopeo --policy "$policy" copy --quiet --dest-tls-verify=false --dest-creds "$creds" \
+    "oci:$oci:$tag" "docker://$dest"
 }
 
 # si_imp_build_nspull OUT: builds the nspull Go tool (containerd client pull with CRI labels in any
