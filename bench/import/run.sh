@@ -1,0 +1,305 @@
+#!/usr/bin/env bash
+# Import benchmark (issue 6, acceptance 6): a cold CRI pull + unpack of the same images through
+# containerd's own path (CRI snapshotter overlayfs, built-in content store) and through snapimport
+# (snapimport as snapshotter AND content store, importer on), in the same run, alternating, with
+# fresh state and dropped caches before every round. Prints the medians, their ratio, snapimport's
+# peak RSS and a profile of where snapimport's time goes. See bench/README.md.
+#
+#   sudo bench/import/run.sh
+#
+# Knobs (environment):
+#   SNAPIMPORT_BIN   snapimport binary (default: ${BUILD_DIR:-build}/cli/snapimport in the repo)
+#   BENCH_SCALE      image size factor (default 1: ~600 MB / 1.6 GB large image, 100k-file small one)
+#   BENCH_ROUNDS     rounds per image and mode (default 3)
+#   BENCH_IMAGES     which images, in order (default "large small")
+#   BENCH_PROFILE    1 (default): one extra, untimed snapimport round of the first image under
+#                    `perf record -a`; 0: no profile
+#   BENCH_WORK       where built images are cached (default /var/tmp/snapimport-bench)
+#   BENCH_MAX_LAYERS / BENCH_MAX_PER_REGISTRY   snapimport's [import] concurrency (defaults: the
+#                    daemon's own)
+#   KEEP=1           keep the run's work dir (logs, perf data) and processes; see tests/integration/lib.sh
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+# shellcheck source=../../tests/integration/lib.sh
+source "$REPO/tests/integration/lib.sh"
+# shellcheck source=images.sh
+source "$HERE/images.sh"
+
+[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root (containerd, mounts, drop_caches)"; exit 77; }
+SCALE=${BENCH_SCALE:-1}
+ROUNDS=${BENCH_ROUNDS:-3}
+read -r -a IMAGES <<<"${BENCH_IMAGES:-large small}"
+PROFILE=${BENCH_PROFILE:-1}
+BENCH_WORK=${BENCH_WORK:-/var/tmp/snapimport-bench}
+SNAPIMPORT_BIN=${SNAPIMPORT_BIN:-$REPO/${BUILD_DIR:-build}/cli/snapimport}
+case "$SNAPIMPORT_BIN" in /*) ;; *) SNAPIMPORT_BIN=$REPO/$SNAPIMPORT_BIN ;; esac
+export SNAPIMPORT_BIN
+[ -x "$SNAPIMPORT_BIN" ] || si_die "no snapimport binary at $SNAPIMPORT_BIN (run scripts/build.sh or set SNAPIMPORT_BIN)"
+si_require containerd ctr runc docker-registry skopeo jq tar gzip openssl sha256sum awk "$BI_PY"
+export SI_CONTAINERD_LOG_LEVEL=${SI_CONTAINERD_LOG_LEVEL:-info}
+
+# ------------------------------------------------------------------------------------------------
+# images (cached across runs) and the registry (per run)
+
+mkdir -p "$BENCH_WORK/images"
+declare -A OCI REF NLAYERS
+for img in "${IMAGES[@]}"; do
+  OCI[$img]=$BENCH_WORK/images/$img-s$SCALE-$BI_RECIPE
+  si_step "image $img (scale $SCALE)" bi_build "$img" "${OCI[$img]}" "$SCALE"
+done
+
+si_init_workdir snapimport-bench
+si_step "start a registry on 127.0.0.1" si_start_registry
+for img in "${IMAGES[@]}"; do
+  REF[$img]=$SI_REGISTRY/bench/$img:latest
+  si_step "push $img to ${REF[$img]}" si_push_image "${OCI[$img]}" latest "${REF[$img]}"
+  m=$(si_image_manifest "${OCI[$img]}" latest)
+  NLAYERS[$img]=$(jq '.layers | length' "$m")
+done
+si_write_hosts_dir "$SI_REGISTRY"
+
+# ------------------------------------------------------------------------------------------------
+# one round: fresh daemons on fresh roots, caches dropped, one timed `snapimport pull`
+
+# image mode round seconds hwm_kib cpu_snapimport cpu_containerd cpu_registry imported disk_mb cpu_others
+RESULTS=$SI_WORK/results.tsv
+: >"$RESULTS"
+METRICS_PORT=
+
+cpu_ticks() { # utime+stime of PID in clock ticks (0 if gone)
+  awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+start_daemons() { # MODE
+  local mode=$1
+  if [ "$mode" = snapimport ]; then
+    METRICS_PORT=$(si_free_port)
+    {
+      printf '[registry]\nhosts_dir = "%s"\n\n[metrics]\naddress = "127.0.0.1:%s"\n\n[import]\n' \
+        "$SI_HOSTS_DIR" "$METRICS_PORT"
+      [ -z "${BENCH_MAX_LAYERS:-}" ] || echo "max_concurrent_layers = $BENCH_MAX_LAYERS"
+      [ -z "${BENCH_MAX_PER_REGISTRY:-}" ] || echo "max_concurrent_per_registry = $BENCH_MAX_PER_REGISTRY"
+    } >"$SI_WORK/snapimport.toml"
+    si_start_snapimport --config "$SI_WORK/snapimport.toml" --log-level info
+    export SI_CRI_SNAPSHOTTER=snapimport
+    export SI_CONTAINERD_DISABLED_EXTRA="io.containerd.content.v1.content"
+    export SI_CONTAINERD_EXTRA_CONFIG="[proxy_plugins.snapimport-content]
+  type = \"content\"
+  address = \"$SI_SNAPIMPORT_SOCK\""
+  else
+    SI_SNAPIMPORT_SOCK= SI_SNAPIMPORT_PID=
+    export SI_CRI_SNAPSHOTTER=overlayfs
+    export SI_CONTAINERD_DISABLED_EXTRA=""
+    export SI_CONTAINERD_EXTRA_CONFIG=""
+  fi
+  export SI_CONTAINERD_CRI=1
+  si_start_containerd
+}
+
+stop_daemons() {
+  [ -z "$SI_CONTAINERD_PID" ] || si_stop_pid "$SI_CONTAINERD_PID" containerd 30
+  [ -z "${SI_SNAPIMPORT_PID:-}" ] || si_stop_pid "$SI_SNAPIMPORT_PID" snapimport 30
+  SI_CONTAINERD_PID= SI_SNAPIMPORT_PID=
+  si_unmount_under "$SI_WORK/containerd"
+  si_unmount_under "$SI_WORK/snapimport"
+  rm -rf --one-file-system "$SI_WORK/containerd" "$SI_WORK/snapimport"
+}
+
+drop_caches() { sync && echo 3 >/proc/sys/vm/drop_caches; }
+
+# Busy CPU ticks of the whole machine (user nice system irq softirq steal), from /proc/stat.
+machine_busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
+
+# Others share this machine (builds, tests). Wait up to BENCH_IDLE_WAIT seconds (default 30) for a
+# second in which less than a quarter of the CPU is busy, so rounds start on a quiet machine where
+# possible; the busy CPU time of other processes during each round is reported either way.
+wait_quiet() {
+  local deadline=$((SECONDS + ${BENCH_IDLE_WAIT:-30})) a b
+  while :; do
+    a=$(machine_busy_ticks)
+    sleep 1
+    b=$(machine_busy_ticks)
+    # ticks per second per core is CLK_TCK (100): 2 cores -> 200 busy ticks per second at most
+    if [ $((b - a)) -lt $(($(getconf CLK_TCK) * $(nproc) / 4)) ] || [ "$SECONDS" -ge "$deadline" ]; then
+      return 0
+    fi
+  done
+}
+
+# bench_round IMAGE MODE ROUND
+bench_round() {
+  local img=$1 mode=$2 round=$3
+  local tag="$img.$mode.$round"
+  start_daemons "$mode"
+  drop_caches
+  wait_quiet
+  local hz c0 s0 r0 m0 t0 t1
+  hz=$(getconf CLK_TCK)
+  m0=$(machine_busy_ticks)
+  c0=$(cpu_ticks "$SI_CONTAINERD_PID")
+  s0=$([ -n "${SI_SNAPIMPORT_PID:-}" ] && cpu_ticks "$SI_SNAPIMPORT_PID" || echo 0)
+  r0=$(cpu_ticks "$SI_REGISTRY_PID")
+  t0=$(date +%s.%N)
+  local rc=0
+  timeout 1800 "$SNAPIMPORT_BIN" pull --image-endpoint "unix://$SI_CONTAINERD_SOCK" "${REF[$img]}" \
+    >"$SI_WORK/logs/pull.$tag.out" 2>&1 || rc=$?
+  t1=$(date +%s.%N)
+  local secs
+  secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+  if [ "$rc" -ne 0 ] || ! grep -q "^1 pulled, 0 failed" "$SI_WORK/logs/pull.$tag.out"; then
+    cat "$SI_WORK/logs/pull.$tag.out" >&2
+    si_fail "$mode pull of ${REF[$img]} failed (exit $rc)"
+    return 1
+  fi
+  local cpu_c cpu_s=0 cpu_r hwm=0 imported=- cpu_m
+  cpu_m=$(awk -v a="$m0" -v b="$(machine_busy_ticks)" -v hz="$hz" 'BEGIN { printf "%.1f", (b - a) / hz }')
+  cpu_c=$(awk -v a="$c0" -v b="$(cpu_ticks "$SI_CONTAINERD_PID")" -v hz="$hz" 'BEGIN { printf "%.1f", (b - a) / hz }')
+  cpu_r=$(awk -v a="$r0" -v b="$(cpu_ticks "$SI_REGISTRY_PID")" -v hz="$hz" 'BEGIN { printf "%.1f", (b - a) / hz }')
+  if [ "$mode" = snapimport ]; then
+    cpu_s=$(awk -v a="$s0" -v b="$(cpu_ticks "$SI_SNAPIMPORT_PID")" -v hz="$hz" 'BEGIN { printf "%.1f", (b - a) / hz }')
+    hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SI_SNAPIMPORT_PID/status")
+    imported=$(grep -c 'msg="imported layer"' "$SI_SNAPIMPORT_LOG" || true)
+    curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics" >"$SI_WORK/logs/metrics.$tag.txt" 2>/dev/null || true
+    if [ "$imported" -ne "${NLAYERS[$img]}" ]; then
+      si_warn "snapimport imported $imported of ${NLAYERS[$img]} layers (the rest fell back to containerd); see $SI_SNAPIMPORT_LOG"
+    fi
+  fi
+  local disk
+  disk=$({ du -sxm "$SI_WORK/containerd/root" "$SI_WORK/snapimport/root" 2>/dev/null || true; } | awk '{ s += $1 } END { print s }')
+  local others
+  others=$(awk -v m="$cpu_m" -v a="$cpu_s" -v b="$cpu_c" -v c="$cpu_r" 'BEGIN { o = m - a - b - c; printf "%.1f", o < 0 ? 0 : o }')
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$img" "$mode" "$round" "$secs" "$hwm" "$cpu_s" "$cpu_c" "$cpu_r" \
+    "$imported" "$disk" "$others" >>"$RESULTS"
+  si_log "$(printf '%-5s %-10s round %s: %7.2fs  cpu: snapimport %5.1fs containerd %5.1fs registry %5.1fs other processes %5.1fs  peak RSS %s MiB  imported %s/%s  disk %s MB' \
+    "$img" "$mode" "$round" "$secs" "$cpu_s" "$cpu_c" "$cpu_r" "$others" "$((hwm / 1024))" "$imported" "${NLAYERS[$img]}" "$disk")"
+  stop_daemons
+  local f
+  for f in snapimport containerd; do
+    [ -f "$SI_WORK/logs/$f.log" ] && mv "$SI_WORK/logs/$f.log" "$SI_WORK/logs/$f.$tag.log"
+  done
+  return 0
+}
+
+for img in "${IMAGES[@]}"; do
+  for ((r = 1; r <= ROUNDS; r++)); do
+    # Alternate which path goes first, so neither always runs on a "warmer" machine.
+    if ((r % 2)); then order=(containerd snapimport); else order=(snapimport containerd); fi
+    for mode in "${order[@]}"; do
+      si_step "$img: $mode round $r/$ROUNDS" bench_round "$img" "$mode" "$r"
+    done
+  done
+done
+
+# ------------------------------------------------------------------------------------------------
+# results
+
+median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+col() { awk -F'\t' -v i="$1" -v m="$2" -v c="$3" '$1 == i && $2 == m { print $c }' "$RESULTS"; }
+
+{
+  echo
+  echo "== snapimport import benchmark: cold CRI pull + unpack, $ROUNDS rounds each, scale $SCALE, $(nproc) cores =="
+  echo "   snapimport $("$SNAPIMPORT_BIN" --version 2>/dev/null | head -n1), $(containerd --version | awk '{ print $1, $3 }')"
+  for img in "${IMAGES[@]}"; do
+    echo
+    echo "image $img (${REF[$img]}):"
+    cat "${OCI[$img]}/summary.txt"
+    c=$(col "$img" containerd 4 | median)
+    s=$(col "$img" snapimport 4 | median)
+    printf '  %-28s %s\n' "containerd (overlayfs) runs:" "$(col "$img" containerd 4 | tr '\n' ' ')"
+    printf '  %-28s %s\n' "snapimport runs:" "$(col "$img" snapimport 4 | tr '\n' ' ')"
+    printf '  %-28s %8.2f s   (CPU: containerd %s s, registry %s s)\n' "containerd median:" "$c" \
+      "$(col "$img" containerd 7 | median)" "$(col "$img" containerd 8 | median)"
+    printf '  %-28s %8.2f s   (CPU: snapimport %s s, containerd %s s, registry %s s)\n' "snapimport median:" "$s" \
+      "$(col "$img" snapimport 6 | median)" "$(col "$img" snapimport 7 | median)" "$(col "$img" snapimport 8 | median)"
+    printf '  %-28s %8.3f   (goal <= 0.25)\n' "ratio snapimport/containerd:" "$(awk -v s="$s" -v c="$c" 'BEGIN { print s / c }')"
+    printf '  %-28s %8d MiB (max over rounds)\n' "snapimport peak RSS:" \
+      "$(($(col "$img" snapimport 5 | sort -n | tail -n1) / 1024))"
+    printf '  %-28s %s\n' "layers imported per round:" "$(col "$img" snapimport 9 | tr '\n' ' ')(of ${NLAYERS[$img]})"
+    printf '  %-28s containerd rounds: %s  snapimport rounds: %s\n' "CPU-s used by other procs:" \
+      "$(col "$img" containerd 11 | tr '\n' ' ')" "$(col "$img" snapimport 11 | tr '\n' ' ')"
+  done
+} | tee "$SI_WORK/summary.txt"
+
+# ------------------------------------------------------------------------------------------------
+# profile: one extra snapimport round of the first image, whole machine sampled (perf cpu-clock)
+
+profile_report() {
+  local data=$SI_WORK/perf.data pid=$1 wall=$2
+  local rep=$SI_WORK/perf-report
+  perf report -i "$data" -g none --no-children --sort comm --stdio 2>/dev/null | grep -v '^#' | grep '%' |
+    head -n 12 >"$rep.comm" || true
+  perf report -i "$data" -g none --no-children --pid "$pid" --percentage relative --sort dso --stdio 2>/dev/null |
+    grep -v '^#' | grep '%' | head -n 12 >"$rep.dso" || true
+  perf report -i "$data" -g none --no-children --pid "$pid" --percentage relative --sort dso,sym --stdio 2>/dev/null |
+    grep -v '^#' | grep '%' >"$rep.sym" || true
+  local total
+  total=$(perf report -i "$data" -g none --sort comm --stdio 2>/dev/null | awk '/^# Samples:/ { print $3; exit }')
+  echo
+  echo "== profile: snapimport round of image ${IMAGES[0]} ($wall s wall), perf record -a -e cpu-clock -F 499 =="
+  echo "-- whole machine, share of busy samples by command ($total samples; $(nproc) cores x $wall s = $(awk -v w="$wall" -v n="$(nproc)" 'BEGIN { printf "%d", n * w * 499 }') possible) --"
+  cat "$rep.comm"
+  echo "-- snapimport (pid $pid) by object --"
+  cat "$rep.dso"
+  echo "-- snapimport by stage (its own samples; symbols mapped to stages) --"
+  awk '
+    { pct = $1; sub(/%/, "", pct); line = $0
+      st = "other"
+      if (line ~ /isal|inflate|igzip|decode_huffman|gzip/) st = "gzip inflate (ISA-L)"
+      else if (line ~ /sha256|SHA256|sha_block|sha256_block/) st = "sha256 (digest + diff_id)"
+      else if (line ~ /archive_|libarchive/) st = "tar parsing (libarchive)"
+      else if (line ~ /curl|Curl_|nghttp|http/) st = "HTTP client (libcurl)"
+      else if (line ~ /tcp_|skb|sock_|inet_|ip_|__netif|net_rx|loopback|_copy_to_iter|copy_user|do_softirq|napi|recvmsg|sendmsg/) st = "network receive (kernel)"
+      else if (line ~ /ext4|jbd2|xfs_|btrfs|generic_perform_write|iomap|filemap|folio|page_cache|pagecache|add_to_page|mark_buffer|block_write|__block|writeback|sync_|shmem/) st = "file writes / page cache (kernel)"
+      else if (line ~ /openat|do_filp_open|path_|link_path|lookup|dentry|d_alloc|inode|mkdir|fchown|chmod|setattr|xattr|utimes|utime|do_sys_open|namei|fsnotify|security_/) st = "metadata syscalls (kernel)"
+      else if (line ~ /memcpy|memmove|memset/) st = "memcpy/memset"
+      else if (line ~ /sqlite/) st = "sqlite"
+      else if (line ~ /futex|schedule|finish_task_switch|__sched|pthread|mutex/) st = "locks / scheduling"
+      else if (line ~ /\[kernel/) st = "other kernel"
+      s[st] += pct }
+    END { for (k in s) printf "  %6.1f%%  %s\n", s[k], k }' "$rep.sym" | sort -rn
+  echo "-- snapimport top symbols --"
+  head -n 25 "$rep.sym" | cut -c1-150
+}
+
+if [ "$PROFILE" = 1 ]; then
+  if ! command -v perf >/dev/null || ! perf record -e cpu-clock -o "$SI_WORK/perf-probe.data" true >/dev/null 2>&1; then
+    si_warn "perf cannot record cpu-clock samples here; skipping the profile"
+  else
+    img=${IMAGES[0]}
+    si_log "==> profile: one more (untimed) snapimport round of $img under perf record -a"
+    start_daemons snapimport
+    drop_caches
+    pid=$SI_SNAPIMPORT_PID
+    perf record -a -g -e cpu-clock -F 499 -o "$SI_WORK/perf.data" >"$SI_WORK/logs/perf-record.log" 2>&1 &
+    perf_pid=$!
+    sleep 1
+    t0=$(date +%s.%N)
+    "$SNAPIMPORT_BIN" pull --image-endpoint "unix://$SI_CONTAINERD_SOCK" "${REF[$img]}" >"$SI_WORK/logs/pull.profile.out" 2>&1 ||
+      si_warn "profiled pull failed: $(cat "$SI_WORK/logs/pull.profile.out")"
+    wall=$(si_elapsed "$t0")
+    kill -INT "$perf_pid"
+    wait "$perf_pid" || true
+    {
+      profile_report "$pid" "$wall"
+      # Layer timeline: when each layer's import finished (committed), relative to the pull's start.
+      echo "-- snapimport layer commits (from its log), seconds after the pull started --"
+      awk -v t0="$t0" '/msg="imported layer"/ {
+          match($0, /time=[^ ]+/); ts = substr($0, RSTART + 5, RLENGTH - 5)
+          match($0, /layer=sha256:[0-9a-f]+/); l = substr($0, RSTART + 13, 12)
+          match($0, /bytes=[0-9]+/); b = substr($0, RSTART + 6, RLENGTH - 6)
+          cmd = "date -d \"" ts "\" +%s.%N"; cmd | getline e; close(cmd)
+          printf "  +%6.2fs  layer %s  %5d MB compressed\n", e - t0, l, b / 1000000 }' "$SI_SNAPIMPORT_LOG"
+      grep -E '^snapimport_layer_import_duration_seconds_(sum|count)' <(curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics" 2>/dev/null) |
+        sed 's/^/  /' || true
+    } | tee -a "$SI_WORK/summary.txt"
+    stop_daemons
+  fi
+fi
+
+si_print_timings
+si_log "results: $RESULTS; summary: $SI_WORK/summary.txt (KEEP=1 keeps the work dir)"
+mkdir -p "$BENCH_WORK/results"
+cp "$SI_WORK/summary.txt" "$BENCH_WORK/results/summary-$(date +%Y%m%d-%H%M%S).txt"
+cp "$RESULTS" "$BENCH_WORK/results/rounds-$(date +%Y%m%d-%H%M%S).tsv"
