@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The README's demo: installs what is missing, builds snapimport, then, all on this machine and on
 # 127.0.0.1 only, starts a private registry, builds and pushes a small three-layer sample image,
-# starts snapimport and a private containerd that loads it as a proxy snapshotter, pulls the image
-# through it with ctr, and runs a container from it. Prints how long each step took.
+# starts snapimport and a private containerd that loads it as its snapshotter and content store
+# (CRI on, as on a Kubernetes node), pulls the image with `snapimport pull` (kubelet's path:
+# snapimport imports every layer itself), shows `snapimport status` and its metrics, and runs a
+# container from the image. Prints how long each step took.
 #
 #   sudo scripts/demo.sh            # everything is stopped and removed at the end
 #   sudo KEEP=1 scripts/demo.sh     # leave it all running, print the paths and how to clean up
@@ -53,20 +55,46 @@ ref=$SI_REGISTRY/$REPO:$TAG
 si_step "build the sample image (3 layers: busybox, files, whiteout + opaque dir)" \
   si_build_test_image "$oci" "$TAG"
 si_step "push the sample image to $ref" demo_push
-si_step "start snapimport" si_start_snapimport
-si_step "start a private containerd with snapimport as a proxy snapshotter" si_start_containerd "$SI_SNAPIMPORT_SOCK"
+# snapimport's own config: where registry hosts are configured, and a metrics endpoint.
+si_write_hosts_dir "$SI_REGISTRY"
+METRICS_PORT=$(si_free_port)
+cat >"$SI_WORK/snapimport.toml" <<TOML
+[registry]
+hosts_dir = "$SI_HOSTS_DIR"
+
+[metrics]
+address = "127.0.0.1:$METRICS_PORT"
+TOML
+si_step "start snapimport (config $SI_WORK/snapimport.toml)" si_start_snapimport --config "$SI_WORK/snapimport.toml"
+# As packaging/containerd/config-1.6.toml sets it up on a node: snapshotter and content store,
+# CRI with snapshot annotations so the importer learns each image's layers.
+export SI_CONTAINERD_CRI=1
+export SI_CONTAINERD_DISABLED_EXTRA="io.containerd.content.v1.content"
+export SI_CONTAINERD_EXTRA_CONFIG="[proxy_plugins.snapimport-content]
+  type = \"content\"
+  address = \"$SI_SNAPIMPORT_SOCK\""
+si_step "start a private containerd with snapimport as snapshotter and content store" si_start_containerd
+SI_NAMESPACE=k8s.io # CRI's namespace
 
 pull() {
-  si_ctr -n "$SI_NAMESPACE" images pull --plain-http --snapshotter snapimport "$ref" >"$SI_WORK/logs/pull.out" 2>&1 || {
+  "$SNAPIMPORT_BIN" pull --image-endpoint "unix://$SI_CONTAINERD_SOCK" "$ref" >"$SI_WORK/logs/pull.out" 2>&1 || {
     tail -n 20 "$SI_WORK/logs/pull.out" >&2
     return 1
   }
 }
-si_step "ctr images pull --plain-http --snapshotter snapimport $ref" pull
+si_step "snapimport pull $ref (CRI PullImage; snapimport imports the layers)" pull
 
 echo >&2
 echo "Snapshots containerd now holds in snapimport (one committed snapshot per layer):" >&2
 si_ctr -n "$SI_NAMESPACE" snapshots --snapshotter snapimport ls >&2
+echo >&2
+echo "snapimport status (recent imports, per image and layer):" >&2
+"$SNAPIMPORT_BIN" status --admin-address "${SI_SNAPIMPORT_SOCK%.sock}-admin.sock" >&2
+echo >&2
+echo "Some of its metrics (curl http://127.0.0.1:$METRICS_PORT/metrics):" >&2
+curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics" |
+  grep -E '^snapimport_(imports_(started|completed)_total|fetched_bytes_total|written_bytes_total|layer_import_duration_seconds_(count|sum)|snapshots\{kind="committed"\}) ' |
+  sed 's/^/  /' >&2
 echo >&2
 
 # shellcheck disable=SC2016
