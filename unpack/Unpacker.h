@@ -1,0 +1,89 @@
+#pragma once
+// Layer stream -> overlay diff directory, in one streaming pass:
+//   Source -> sha256 (compressed digest) -> gzip (ISA-L) / zstd / none -> sha256 (diff_id)
+//   -> tar reader (libarchive, read side only) -> dirfd-relative writes confined to `dir`.
+// Knows nothing of gRPC, the content store or the registry.
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace snapimport::unpack {
+
+// Pull-style byte source; read returns 0 at end of stream and throws on error.
+class Source {
+ public:
+  virtual ~Source() = default;
+  virtual size_t read(void* buf, size_t len) = 0;
+};
+
+// Caps on attacker-controlled sizes (registry-and-security.md §5 row 8). Defaults are generous
+// enough for every real image we know of and small enough to keep one layer from taking the node.
+struct Limits {
+  // Per entry: path + link target + xattr names and values (PAX and GNU long-name records are
+  // additionally capped at 1 MiB each by libarchive itself).
+  uint64_t maxHeaderBytes = 1 << 20;
+  uint64_t maxPathBytes = 4096;                 // one entry name or link target, as in PATH_MAX
+  uint64_t maxEntries = 4'000'000;              // tar entries, whiteouts included
+  uint64_t maxUncompressedBytes = 64ull << 30;  // the whole tar stream (diff_id input)
+};
+
+struct Options {
+  // Opaque directories get user.overlay.opaque instead of trusted.overlay.opaque (overlay mounted
+  // with -o userxattr).
+  bool userxattr = false;
+  // Device nodes other than whiteouts; when false they are refused.
+  bool allowDevices = true;
+  // One syncfs() before returning, so a committed snapshot survives a crash.
+  bool sync = true;
+  Limits limits;
+  // Polled between entries and between buffers; when set the unpack stops and cleans up.
+  const std::atomic<bool>* cancel = nullptr;
+};
+
+struct Result {
+  std::string compressedDigest;  // "sha256:<hex>" of the bytes read from the Source
+  std::string diffId;            // "sha256:<hex>" of the uncompressed tar stream
+  uint64_t compressedBytes = 0, uncompressedBytes = 0, entries = 0;
+  // Directories created only because an entry lived below them, parents first, relative to the
+  // diff dir. They must take their metadata from the lower layers (fixImplicitDirs).
+  std::vector<std::string> implicitDirs;
+};
+
+// Base class of every error the unpacker throws on purpose (bad layer, limit, I/O failure).
+class UnpackError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+// A limit from Limits was exceeded.
+class LimitExceeded : public UnpackError {
+ public:
+  using UnpackError::UnpackError;
+};
+// Options::cancel was set.
+class Cancelled : public UnpackError {
+ public:
+  using UnpackError::UnpackError;
+};
+
+// True for every layer media type unpackLayer accepts (OCI, Docker, non-distributable, foreign).
+bool isSupportedMediaType(std::string_view mediaType);
+
+// Extracts one layer into `dir`, which must be an existing empty directory (an overlay
+// upper/diff directory). On any failure or cancel, everything written is removed and the
+// exception propagates. Unknown media types are refused before anything is read.
+Result unpackLayer(Source& src, std::string_view mediaType, const std::filesystem::path& dir,
+                   const Options& opts);
+
+// Gives implicit directories the mode/owner/times/xattrs of the first lower dir that has them
+// (overlay lowerdirs, nearest first). Overlay-internal and trusted.* xattrs are never copied.
+// Paths that are no longer directories in `dir`, or have no directory in the lowers, are left
+// alone.
+void fixImplicitDirs(const std::filesystem::path& dir, const std::vector<std::string>& implicitDirs,
+                     const std::vector<std::filesystem::path>& lowerDirs);
+
+}  // namespace snapimport::unpack
