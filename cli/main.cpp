@@ -4,6 +4,7 @@
 #include "ConfigCommand.h"
 #include "PullCommand.h"
 #include "ServeCommand.h"
+#include "UnpackCommand.h"
 #include "StatusCommand.h"
 
 int main(int argc, char** argv) {
@@ -11,6 +12,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("snapimport ") + SNAPIMPORT_VERSION);
   snapimport::cli::addServeCommand(app);
+  snapimport::cli::addUnpackCommand(app);
   snapimport::cli::addPullCommand(app);
   snapimport::cli::addConfigCommand(app);
   snapimport::cli::addStatusCommand(app);
