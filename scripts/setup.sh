@@ -21,6 +21,8 @@ packages=(
   dpkg-dev lintian systemd
   # helpers used by tests
   attr curl jq python3 procps psmisc util-linux e2fsprogs
+  # unpack benchmark baseline (igzip CLI)
+  isal
 )
 
 if [ "$(id -u)" -ne 0 ]; then
