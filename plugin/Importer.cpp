@@ -21,7 +21,8 @@ struct Importer::Job {
   std::string host;
   LayerDescriptor desc;
   enum class State { Queued, Running, Done, Failed } state = State::Queued;
-  bool claimed = false;
+  bool claimed = false;  // one Prepare took the staged layer to commit it
+  bool settled = false;  // ... and has committed it or given up; the job has left jobs_
   fs::path staged;  // holds fs/ once Done
   unpack::Result result;
   std::string error;
@@ -269,13 +270,31 @@ Importer::Outcome Importer::importLayer(const ImportLabels& l, const std::string
         finishImage();
         return fallback(fallbackReasonFor(job->reason), job->error, &l);
       }
-      if (job->claimed) continue;  // someone else took this staging; look again
+      if (job->claimed) {
+        // Another Prepare (another namespace's pull) is committing this layer. Wait until it has
+        // committed or given up, then look again: the layer is found committed, or fetched anew.
+        // Looking before it settles would find nothing and fetch and commit the layer twice.
+        doneCv_.wait(lock, [&] { return stopping_ || job->settled; });
+        if (stopping_) return fallback("other", "daemon is shutting down", &l);
+        continue;
+      }
       job->claimed = true;
-      auto it = jobs_.find(desc.digest);
-      if (it != jobs_.end() && it->second == job) jobs_.erase(it);
+      // The job stays in jobs_ until it settles, so a Prepare arriving meanwhile waits for it
+      // instead of scheduling a second fetch of the same layer.
     }
+    // Whatever happens below, the staged layer is committed or removed, and then the job settles.
+    struct Settle {
+      Importer& self;
+      std::shared_ptr<Job> job;
+      ~Settle() {
+        std::lock_guard lock(self.mu_);
+        job->settled = true;
+        auto it = self.jobs_.find(job->desc.digest);
+        if (it != self.jobs_.end() && it->second == job) self.jobs_.erase(it);
+        self.doneCv_.notify_all();
+      }
+    } settle{*this, job};
 
-    // The staged layer is ours now; whatever happens below it is committed or removed.
     try {
       if (job->result.diffId != image->layers.diffIds[idx]) {
         metrics::Metrics::daemon().importsFailed("verify").Increment();
