@@ -4,6 +4,8 @@
 # by snapshotters.AppendInfoHandlerWrapper, go/nspull), has its three layers imported once: three
 # `imported layer` log lines, three import jobs started and completed, three committed snapshots in
 # snapimport, no layer applied by containerd. Containers run from both namespaces' images.
+# Then a second image on the same base is pulled at the same moment in three namespaces (CRI and
+# nspull twice): its three new layers are fetched and imported once, with no duplicate snapshot.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/import_lib.sh"
@@ -104,5 +106,60 @@ si_step "ctr run $REF_B in k8s.io" run k8s.io "$REF_B" dedupe-k8s
 si_step "ctr run $REF_A in $NS2" run "$NS2" "$REF_A" dedupe-second
 imported=$(si_imp_imported_count)
 [ "$imported" -eq 3 ] || fail "running containers made snapimport import again ($imported layers)"
+
+# --- at the same time in three namespaces -------------------------------------------------------------
+# A second image: the same base, two layers of many files (their commits take a while: usage,
+# implicit directories) and a small top layer, pulled at once through CRI (k8s.io) and by nspull in
+# two more namespaces. Each new layer must still be fetched once and imported once: a pull that
+# finds a layer being committed by another namespace's pull waits for that commit.
+OCI2=$OCI
+REF_C=$SI_REGISTRY/test/dedupe-concurrent:v1
+build_second() {
+  umoci tag --image "$OCI:a" c
+  si_imp_add_layer "$OCI2" c bulk-1 6000
+  si_imp_add_layer "$OCI2" c bulk-2 6000
+  si_imp_add_layer "$OCI2" c top
+  umoci gc --layout "$OCI2"
+}
+si_step "build a second image: the base, two layers of 6000 files, a top layer" build_second
+si_step "push it as $REF_C" si_push_image "$OCI2" c "$REF_C"
+mapfile -t LAYERS2 < <(jq -r ".layers[].digest" "$(si_image_manifest "$OCI2" c)")
+[ "${LAYERS2[0]}" = "${LAYERS[0]}" ] && [ "${LAYERS2[2]}" = "${LAYERS[2]}" ] ||
+  fail "the second image does not share the first one's base layers"
+concurrent_pulls() {
+  local rc=0 p1 p2 p3
+  "$SNAPIMPORT_BIN" pull --image-endpoint "$ENDPOINT" "$REF_C" >"$SI_WORK/logs/pull-c.out" 2>&1 &
+  p1=$!
+  "$NSPULL" -address "$SI_CONTAINERD_SOCK" -namespace "$NS2" -plain-http "$REF_C" >"$SI_WORK/logs/nspull-c2.out" 2>&1 &
+  p2=$!
+  "$NSPULL" -address "$SI_CONTAINERD_SOCK" -namespace third -plain-http "$REF_C" >"$SI_WORK/logs/nspull-c3.out" 2>&1 &
+  p3=$!
+  wait "$p1" || { rc=1; si_warn "CRI pull failed: $(cat "$SI_WORK/logs/pull-c.out")"; }
+  wait "$p2" || { rc=1; si_warn "nspull in $NS2 failed: $(cat "$SI_WORK/logs/nspull-c2.out")"; }
+  wait "$p3" || { rc=1; si_warn "nspull in third failed: $(cat "$SI_WORK/logs/nspull-c3.out")"; }
+  return "$rc"
+}
+si_step "pull $REF_C at once in k8s.io (CRI), $NS2 and third (nspull)" concurrent_pulls
+imported=$(si_imp_imported_count)
+started=$(si_imp_metric snapimport_imports_started_total)
+applied=$(si_imp_applied_count)
+si_log "after the concurrent pulls: imported-layer lines=$imported, imports started=$started, containerd diff applied=$applied"
+for l in "${LAYERS2[@]}"; do
+  n=$(si_imp_blob_gets "$l")
+  [ "$n" -eq 1 ] || fail "layer $l was fetched $n times from the registry, want 1"
+done
+[ "$started" -eq 6 ] || fail "snapimport started $started import jobs in all, want 6 (3 + the 3 new layers)"
+[ "$imported" -eq 6 ] || fail "snapimport imported $imported layers in all, want 6 (3 + the 3 new layers)"
+[ "$applied" -eq 0 ] || fail "containerd applied $applied layers itself"
+backend=$(si_backend_list "$SI_SNAPIMPORT_SOCK" | awk -F'\t' '$3 == "committed" { print $1 }')
+[ "$(wc -l <<<"$backend")" -eq 6 ] || fail "snapimport holds $(wc -l <<<"$backend") committed snapshots, want 6: $backend"
+mapfile -t CHAIN2 < <(si_chain_ids "$OCI2" c)
+want2=$(printf '%s\n' "${CHAIN2[@]}" | sort)
+for ns in k8s.io "$NS2" third; do
+  snaps=$(si_ctr -n "$ns" snapshots --snapshotter snapimport ls | awk 'NR > 1 { print $1 }' | sort)
+  grep -qxF -f <(echo "$want2") <<<"$snaps" && [ "$(grep -cxF -f <(echo "$want2") <<<"$snaps")" -eq 6 ] ||
+    fail "namespace $ns lacks part of the chain of $REF_C: has '$snaps'"
+done
+si_step "ctr run $REF_C in third" run third "$REF_C" dedupe-third
 si_print_timings
-si_log "PASS: one image, two tags, two namespaces: 3 layers imported once, both namespaces run it"
+si_log "PASS: one image, two tags, two namespaces: 3 layers imported once, both namespaces run it; three concurrent pulls in three namespaces import each new layer once"
