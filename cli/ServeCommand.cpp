@@ -80,6 +80,7 @@ plugin::ImporterOptions importerOptions(const DaemonConfig& cfg) {
   o.maxJobs = static_cast<int>(cfg.import.maxConcurrentLayers);
   o.maxJobsPerHost = static_cast<int>(cfg.import.maxConcurrentPerRegistry);
   o.stagedGrace = std::chrono::duration_cast<std::chrono::seconds>(cfg.import.stagingGracePeriod);
+  o.layerTimeout = cfg.timeouts.layer;
   o.limits.maxHeaderBytes = cfg.limits.maxPaxHeaderBytes;
   o.limits.maxPathBytes = static_cast<uint64_t>(cfg.limits.maxPathBytes);
   o.limits.maxEntries = static_cast<uint64_t>(cfg.limits.maxLayerEntries);
@@ -111,7 +112,8 @@ int runServe(const ServeFlags& flags) {
 
   plugin::ServerOptions serverOptions{cfg.root, cfg.address, cfg.timeouts.shutdown, nullptr, importerOptions(cfg)};
   try {
-    serverOptions.fetcher = std::make_shared<plugin::RegistryLayerFetcher>(registryOptions(cfg));
+    serverOptions.fetcher = std::make_shared<plugin::RegistryLayerFetcher>(registryOptions(cfg),
+                                                                          static_cast<size_t>(cfg.limits.maxConfigBytes));
   } catch (const std::exception& e) {
     log::error("cannot set up the registry client", {{"hosts_dir", cfg.registry.hostsDir},
                                                      {"auth_file", cfg.registry.authFile}, {"error", e.what()}});

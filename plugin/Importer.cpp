@@ -39,11 +39,17 @@ struct Importer::CachedImage {
 
 namespace {
 
-// Counts bytes as they stream through, for progress and metrics.
+// Counts bytes as they stream through, for progress and metrics, and enforces the per-layer
+// deadline (the transport's stall timeout covers a silent registry; this covers a slow one).
 class CountingSource : public unpack::Source {
  public:
-  CountingSource(unpack::Source& inner, std::string digest) : inner_(inner), digest_(std::move(digest)) {}
+  CountingSource(unpack::Source& inner, std::string digest, std::chrono::milliseconds timeout)
+      : inner_(inner), digest_(std::move(digest)), timeout_(timeout), start_(std::chrono::steady_clock::now()) {}
   size_t read(void* buf, size_t len) override {
+    if (timeout_.count() > 0 && std::chrono::steady_clock::now() - start_ > timeout_) {
+      throw FetchError("timeout", "layer " + digest_ + " took longer than the layer timeout of " +
+                                      std::to_string(timeout_.count() / 1000) + "s");
+    }
     size_t n = inner_.read(buf, len);
     total_ += n;
     metrics::Metrics::daemon().fetchedBytes.Increment(static_cast<double>(n));
@@ -58,6 +64,8 @@ class CountingSource : public unpack::Source {
  private:
   unpack::Source& inner_;
   std::string digest_;
+  std::chrono::milliseconds timeout_;
+  std::chrono::steady_clock::time_point start_;
   uint64_t total_ = 0, reported_ = 0;
 };
 
@@ -375,7 +383,7 @@ void Importer::runJob(Job& job) {
       throw std::runtime_error("create " + (staged / "fs").string());
     }
     auto src = fetcher_->open(job.imageRef, job.desc);
-    CountingSource counting(*src, job.desc.digest);
+    CountingSource counting(*src, job.desc.digest, options_.layerTimeout);
     unpack::Options opts;
     opts.userxattr = store_->overlayOptions().userxattr;
     opts.limits = options_.limits;

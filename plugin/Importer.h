@@ -28,6 +28,8 @@ struct ImporterOptions {
   int maxJobsPerHost = 3;   // of those, against one registry host
   // Staged layers nobody claimed (a cancelled pull) are removed by Cleanup after this long.
   std::chrono::seconds stagedGrace{600};
+  // A layer import taking longer than this is abandoned (0: no limit).
+  std::chrono::milliseconds layerTimeout{0};
   unpack::Limits limits;
 };
 

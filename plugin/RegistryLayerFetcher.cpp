@@ -5,9 +5,6 @@
 namespace snapimport::plugin {
 namespace {
 
-// Image configs are small; a cap keeps a hostile registry from feeding us gigabytes of JSON.
-constexpr size_t kMaxConfigBytes = 8 << 20;
-
 class BlobSource : public unpack::Source {
  public:
   explicit BlobSource(std::unique_ptr<registry::BlobReader> r) : reader_(std::move(r)) {}
@@ -25,7 +22,8 @@ class BlobSource : public unpack::Source {
 
 }  // namespace
 
-RegistryLayerFetcher::RegistryLayerFetcher(registry::ClientOptions options) : client_(std::move(options)) {}
+RegistryLayerFetcher::RegistryLayerFetcher(registry::ClientOptions options, size_t maxConfigBytes)
+    : client_(std::move(options)), maxConfigBytes_(maxConfigBytes) {}
 
 std::string RegistryLayerFetcher::reasonFor(const registry::Error& e) {
   switch (e.kind()) {
@@ -46,7 +44,8 @@ ImageLayers RegistryLayerFetcher::describe(const std::string& imageRef, const st
     registry::ImageManifest manifest = registry::parseManifest(blob.bytes, ref.str());
     ImageLayers out;
     for (const auto& d : manifest.layers) out.layers.push_back({d.digest.str(), d.mediaType, d.size});
-    std::string config = client_.fetchBlob(ref, manifest.config, kMaxConfigBytes);
+    // Image configs are small; the cap keeps a hostile registry from feeding us gigabytes of JSON.
+    std::string config = client_.fetchBlob(ref, manifest.config, maxConfigBytes_);
     nlohmann::json j = nlohmann::json::parse(config, nullptr, false);
     if (j.is_discarded() || !j.is_object() || !j.contains("rootfs") || !j["rootfs"].is_object() ||
         !j["rootfs"].contains("diff_ids") || !j["rootfs"]["diff_ids"].is_array()) {

@@ -11,7 +11,8 @@ namespace snapimport::plugin {
 
 class RegistryLayerFetcher : public LayerFetcher {
  public:
-  explicit RegistryLayerFetcher(registry::ClientOptions options);
+  // maxConfigBytes caps the image config read to learn the diff_ids.
+  explicit RegistryLayerFetcher(registry::ClientOptions options, size_t maxConfigBytes = 8 << 20);
   ImageLayers describe(const std::string& imageRef, const std::string& manifestDigest) override;
   std::unique_ptr<unpack::Source> open(const std::string& imageRef, const LayerDescriptor& layer) override;
   std::string hostOf(const std::string& imageRef) override;
@@ -21,6 +22,7 @@ class RegistryLayerFetcher : public LayerFetcher {
 
  private:
   registry::Client client_;
+  size_t maxConfigBytes_;
 };
 
 }  // namespace snapimport::plugin
