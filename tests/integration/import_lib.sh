@@ -192,8 +192,14 @@ si_imp_build_nspull() {
   gopath=$(mktemp -d "$SI_WORK/gopath.XXXXXX")
   mkdir -p "$gopath/src/snapimport/tests/integration"
   cp -r "$SI_IMP_DIR/go/nspull" "$gopath/src/snapimport/tests/integration/"
-  (cd "$gopath/src/snapimport/tests/integration/nspull" &&
-    GO111MODULE=off GOPATH=$gopath:/usr/share/gocode GOFLAGS= GOPROXY=off go build -o "$out" .)
+  local cache=${GOCACHE:-}
+  # Go needs a cache dir; without HOME (some CI environments) give it one under /tmp.
+  [ -n "$cache" ] || [ -n "${HOME:-}" ] || [ -n "${XDG_CACHE_HOME:-}" ] || cache=/tmp/snapimport-gocache
+  (
+    [ -z "$cache" ] || export GOCACHE=$cache
+    cd "$gopath/src/snapimport/tests/integration/nspull" &&
+      GO111MODULE=off GOPATH="$gopath:/usr/share/gocode" GOFLAGS="" GOPROXY=off go build -o "$out" .
+  )
   rm -rf "$gopath"
 }
 
