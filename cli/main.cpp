@@ -2,10 +2,13 @@
 #include <CLI/CLI.hpp>
 
 #include "ConfigCommand.h"
+#include "CopyCommand.h"
+#include "InspectCommand.h"
 #include "PullCommand.h"
 #include "ServeCommand.h"
 #include "UnpackCommand.h"
 #include "StatusCommand.h"
+#include "TagsCommand.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"snapimport: containerd snapshotter and content store that imports images fast and safely"};
@@ -16,6 +19,9 @@ int main(int argc, char** argv) {
   snapimport::cli::addPullCommand(app);
   snapimport::cli::addConfigCommand(app);
   snapimport::cli::addStatusCommand(app);
+  snapimport::cli::addCopyCommand(app);
+  snapimport::cli::addInspectCommand(app);
+  snapimport::cli::addTagsCommand(app);
   CLI11_PARSE(app, argc, argv);
   return 0;
 }

@@ -47,6 +47,11 @@ std::string Authorizer::describeSources(const std::string& registry,
   return s;
 }
 
+bool Authorizer::anonymous(const std::string& registry, const std::string& repo) const {
+  auto it = credCache_.find(registry + "/" + repo);
+  return it == credCache_.end() || it->second.empty();
+}
+
 std::string Authorizer::authorization(const RegistryHost& host, const std::string& registry,
                                       const std::string& repo, const Scopes& scopes) {
   HostState state;
@@ -73,9 +78,8 @@ std::string Authorizer::authorization(const RegistryHost& host, const std::strin
   return "Bearer " + token.value;
 }
 
-bool Authorizer::handleUnauthorized(const RegistryHost& host, const std::string& /*registry*/,
-                                    const std::string& /*repo*/, const Scopes& scopes,
-                                    const HttpHeaders& response) {
+bool Authorizer::handleUnauthorized(const RegistryHost& host, const Scopes& scopes,
+                                    const HttpHeaders& response, bool sentAuthorization) {
   auto challenges = parseChallenges(response.getAll("WWW-Authenticate"));
   const Challenge* bearer = nullptr;
   const Challenge* basic = nullptr;
@@ -98,12 +102,14 @@ bool Authorizer::handleUnauthorized(const RegistryHost& host, const std::string&
       st.service = bearer->param("service");
       return true;
     }
-    // Same challenge again with a token we sent: drop it and fetch once more.
-    if (st.tokens.erase(key) > 0 && ++st.refetches[key] <= 1) return true;
-    return false;
+    if (!sentAuthorization) return true;
+    // Same challenge again with a token we sent (invalid_token, insufficient_scope, expired
+    // early): drop it and fetch once more; a second refusal is final.
+    st.tokens.erase(key);
+    return ++st.refetches[key] <= 1;
   }
   if (basic) {
-    if (st.scheme == "basic") return false;  // credentials were sent and refused
+    if (st.scheme == "basic") return !sentAuthorization;  // sent and refused: final
     st = HostState{};
     st.scheme = "basic";
     return true;

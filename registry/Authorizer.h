@@ -30,14 +30,17 @@ class Authorizer {
   std::string authorization(const RegistryHost& host, const std::string& registry,
                             const std::string& repo, const Scopes& scopes);
 
-  // Feeds a 401 response. Returns true when the request should be retried with a new
-  // authorization; false when retrying cannot help (the caller then reports the failure).
-  bool handleUnauthorized(const RegistryHost& host, const std::string& registry,
-                          const std::string& repo, const Scopes& scopes,
-                          const HttpHeaders& response);
+  // Feeds a 401 response to a request that carried `sentAuthorization` (or none). Returns true
+  // when the request should be retried with a new authorization; false when retrying cannot
+  // help (the caller then reports the failure). Requests racing on other threads may have set
+  // the scheme up meanwhile, so a request that went out without credentials always retries.
+  bool handleUnauthorized(const RegistryHost& host, const Scopes& scopes,
+                          const HttpHeaders& response, bool sentAuthorization);
 
   // The credential sources consulted for registry/repo, for error messages.
   std::string describeSources(const std::string& registry, const std::string& repo) const;
+  // True when no credential source had anything for registry/repo.
+  bool anonymous(const std::string& registry, const std::string& repo) const;
 
  private:
   struct HostState {

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "common/Log.h"
@@ -99,13 +100,15 @@ std::unique_ptr<HttpStream> Client::send(const Reference& repo, Request& req) {
       const std::string hostOrigin = originOf(host.baseUrl());
       const bool sameOrigin = originOf(url) == hostOrigin;
       HttpRequest hr;
+      bool sentAuth = false;
       hr.method = req.method;
       hr.url = url;
       hr.headers = req.headers;
       if (sameOrigin) {
         for (const auto& [k, v] : host.headers.items()) hr.headers.add(k, v);
         std::string auth = authorizer_->authorization(host, repo.domain, repo.path, req.scopes);
-        if (!auth.empty()) hr.headers.set("Authorization", auth);
+        sentAuth = !auth.empty();
+        if (sentAuth) hr.headers.set("Authorization", auth);
         hr.tls = host.tls;
       } else {
         // Another origin (storage redirect, foreign Location): no credentials, no host headers.
@@ -136,7 +139,10 @@ std::unique_ptr<HttpStream> Client::send(const Reference& repo, Request& req) {
           continue;
         }
         bool idempotent = req.method == "GET" || req.method == "HEAD";
-        if (idempotent && retries < options_.maxRetries && last) {
+        // TLS and certificate failures won't heal by waiting.
+        static const std::set<std::string> kFinal = {"35", "51", "53", "58", "59",
+                                                     "60", "77", "83", "90", "91"};
+        if (idempotent && retries < options_.maxRetries && last && !kFinal.count(e.code())) {
           std::this_thread::sleep_for(backoff(options_.retryBase, retries++));
           continue;
         }
@@ -147,8 +153,7 @@ std::unique_ptr<HttpStream> Client::send(const Reference& repo, Request& req) {
       }
       long status = s->status();
       if (status == 401 && sameOrigin && authTries < 3) {
-        if (authorizer_->handleUnauthorized(host, repo.domain, repo.path, req.scopes,
-                                            s->headers())) {
+        if (authorizer_->handleUnauthorized(host, req.scopes, s->headers(), sentAuth)) {
           ++authTries;
           continue;
         }
@@ -223,8 +228,14 @@ Error Client::failure(HttpStream& s, const std::string& action, const Reference&
     if (!c.param("error").empty()) challengeError = c.param("error");
   }
   if (status == 401) kind = ErrorKind::Unauthorized;
-  if (status == 403 || code == "DENIED" || challengeError == "insufficient_scope")
+  if (status == 403 || code == "DENIED" || challengeError == "insufficient_scope") {
     kind = ErrorKind::Denied;
+  }
+  // Without any credentials a refusal means "log in", not "you lack rights".
+  if (kind == ErrorKind::Denied && status == 401 &&
+      authorizer_->anonymous(repo.domain, repo.path)) {
+    kind = ErrorKind::Unauthorized;
+  }
   if (status == 404) kind = ErrorKind::NotFound;
   if (status == 429 || status >= 500) kind = ErrorKind::Server;
   if (status == 405) kind = ErrorKind::Unsupported;
@@ -478,10 +489,11 @@ std::string Client::fetchBlob(const Reference& repo, const Descriptor& blob, siz
   return out;
 }
 
-std::vector<std::string> Client::listTags(const Reference& repo) {
+std::vector<std::string> Client::listTags(const Reference& repo, int pageSize) {
   std::vector<std::string> tags;
   Request r;
   r.path = "/tags/list";
+  if (pageSize > 0) r.path += "?n=" + std::to_string(pageSize);
   r.caps = kPull | kResolve;
   r.scopes.addRepository(repo.path, "pull");
   r.action = "list tags of";

@@ -87,13 +87,15 @@ class Client {
 
   bool blobExists(const Reference& repo, const Digest& digest);
   // Uploads a blob unless it exists. With `mountFrom` (a repository path on the same registry)
-  // tries a cross-repository mount first. Returns true when bytes were uploaded.
+  // tries a cross-repository mount first. Returns true when bytes were uploaded. `checked`:
+  // the caller already knows the blob is missing (skips the HEAD).
   bool pushBlob(const Reference& repo, const Descriptor& blob, const BlobSource& source,
-                const std::string& mountFrom = {});
+                const std::string& mountFrom = {}, bool checked = false);
   // PUT the exact bytes as manifest `tagOrDigest`; returns their digest.
   Digest pushManifest(const Reference& repo, const std::string& tagOrDigest,
                       const std::string& bytes, const std::string& mediaType);
-  std::vector<std::string> listTags(const Reference& repo);
+  // Every tag, following the Link header page by page (`pageSize` > 0 asks for pages of n).
+  std::vector<std::string> listTags(const Reference& repo, int pageSize = 0);
 
   const ClientOptions& options() const { return options_; }
   HttpTransport& transport() { return *transport_; }

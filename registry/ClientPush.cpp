@@ -68,8 +68,8 @@ bool Client::blobExists(const Reference& repo, const Digest& digest) {
 }
 
 bool Client::pushBlob(const Reference& repo, const Descriptor& blob, const BlobSource& source,
-                      const std::string& mountFrom) {
-  if (blobExists(repo, blob.digest)) return false;
+                      const std::string& mountFrom, bool checked) {
+  if (!checked && blobExists(repo, blob.digest)) return false;
   const std::string what = "push blob " + blob.digest.str() + " to";
   Scopes scopes;
   scopes.addRepository(repo.path, "pull,push");

@@ -89,7 +89,12 @@ Credential fromConfig(const nlohmann::json& cfg, const std::string& file, std::s
   }
   if (helper.empty()) helper = str(cfg, "credsStore");
   if (!helper.empty()) {
-    auto c = runCredentialHelper(helper, key);
+    std::optional<Credential> c;
+    try {
+      c = runCredentialHelper(helper, key);
+    } catch (const Error& e) {
+      throw Error(e.kind(), file + ": " + e.what());
+    }
     note(file + " (credential helper docker-credential-" + helper + (c ? ": found)" : ": none)"));
     if (c) {
       c->source = file + " via docker-credential-" + helper;

@@ -330,7 +330,6 @@ class CurlStream : public HttpStream {
     curl_easy_setopt(easy_, CURLOPT_ERRORBUFFER, errbuf_);
     curl_easy_setopt(easy_, CURLOPT_SOCKOPTFUNCTION, &CurlStream::onSocket);
     curl_easy_setopt(easy_, CURLOPT_SOCKOPTDATA, &impl_);
-    curl_easy_setopt(easy_, CURLOPT_PIPEWAIT, 1L);
     // TLS: verification stays on unless configured off for this host.
     if (!request_.tls.verify) {
       curl_easy_setopt(easy_, CURLOPT_SSL_VERIFYPEER, 0L);

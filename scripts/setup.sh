@@ -21,6 +21,8 @@ packages=(
   dpkg-dev lintian systemd
   # helpers used by tests
   attr curl jq python3 procps psmisc util-linux e2fsprogs
+  # registry client tests: htpasswd (bcrypt) for Basic auth, PyJWT for the token issuer
+  apache2-utils python3-jwt
   # unpack benchmark baseline (igzip CLI)
   isal
 )

@@ -1,0 +1,56 @@
+#include "RegistryFlags.h"
+
+#include <filesystem>
+#include <iostream>
+
+#include "common/Log.h"
+
+namespace snapimport::cli {
+
+void addRegistryFlags(CLI::App& cmd, RegistryFlags& flags) {
+  cmd.add_option("--authfile", flags.authFile,
+                 "docker config.json / containers auth.json with credentials");
+  cmd.add_option("--hosts-dir", flags.hostsDir,
+                 "containerd hosts.toml directories (certs.d layout), ':'-separated; default "
+                 "/etc/containerd/certs.d:/etc/docker/certs.d if present");
+  cmd.add_option("--no-progress-timeout", flags.noProgressTimeout,
+                 "fail a transfer that moves less than 1 KiB/s for this many seconds")
+      ->check(CLI::Range(1, 86400));
+  cmd.add_option("--retries", flags.retries, "retries for 429/5xx answers and dropped connections")
+      ->check(CLI::Range(0, 50));
+  cmd.add_option("--log-level", flags.logLevel, "debug|info|warn|error");
+}
+
+registry::ClientOptions clientOptions(const RegistryFlags& flags, const EndpointFlags& endpoint) {
+  registry::ClientOptions o;
+  o.authFile = flags.authFile;
+  o.hostsDir = flags.hostsDir;
+  if (o.hostsDir.empty()) {
+    for (const char* d : {"/etc/containerd/certs.d", "/etc/docker/certs.d"}) {
+      std::error_code ec;
+      if (std::filesystem::is_directory(d, ec))
+        o.hostsDir += (o.hostsDir.empty() ? "" : ":") + std::string(d);
+    }
+  }
+  if (!endpoint.creds.empty()) o.creds = endpoint.creds;
+  o.tlsVerify = endpoint.tlsVerify;
+  o.transport.lowSpeedSeconds = flags.noProgressTimeout;
+  o.maxRetries = flags.retries;
+  if (const char* c = std::getenv("SNAPIMPORT_CHUNK_SIZE");
+      c && *c) {  // tests: force chunked uploads
+    o.chunkSize = std::stoull(c);
+  }
+  return o;
+}
+
+bool applyLogLevel(const RegistryFlags& flags) {
+  log::Level level;
+  if (!log::parseLevel(flags.logLevel, level)) {
+    std::cerr << "invalid --log-level " << flags.logLevel << " (debug|info|warn|error)\n";
+    return false;
+  }
+  log::setLevel(level);
+  return true;
+}
+
+}  // namespace snapimport::cli

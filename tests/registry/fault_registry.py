@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""A small registry that serves one image from an OCI layout and misbehaves on purpose.
+
+The repository name picks the fault (everything else is a plain, correct registry):
+  drop/*        closes the connection half-way through every blob the first time (Range resumes)
+  busy/*        answers 503 to the first two requests of every path, then serves
+  ratelimit/*   answers 429 with Retry-After: 1 to the first request of every path
+  baddigest/*   serves blobs with one byte flipped
+  bigmanifest/* serves a manifest larger than 4 MiB
+  badjson/*     serves a manifest that is not JSON
+  schema1/*     serves a schema1 manifest
+  redirect/*    redirects blob GETs to another origin (http://localhost:<redirect port>), which
+                records whether an Authorization header arrived
+  trickle/*     sends blob bytes one every 2 seconds, forever
+  auth/*        like plain, but requires Basic auth (user:pass) - used with redirect checks
+Any repository: tags/list returns tags t0..t6 in pages of 3 with a relative Link: rel="next".
+GET /_stats returns counters as JSON (requests, ranges, auth_leaks, redirected).
+Usage: fault_registry.py OCI_DIR TAG PORT REDIRECT_PORT
+"""
+import base64
+import hashlib
+import json
+import os
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+OCI, TAG, PORT, RPORT = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+stats = {"requests": 0, "ranges": 0, "auth_leaks": 0, "redirected": 0, "auth_seen": 0}
+seen = {}
+lock = threading.Lock()
+
+
+def blob(digest):
+    alg, hexd = digest.split(":", 1)
+    with open(os.path.join(OCI, "blobs", alg, hexd), "rb") as f:
+        return f.read()
+
+
+def top_manifest():
+    idx = json.load(open(os.path.join(OCI, "index.json")))
+    for m in idx["manifests"]:
+        if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == TAG:
+            return m["digest"], m["mediaType"]
+    raise SystemExit("tag not found")
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):
+        sys.stderr.write("fault-registry: " + (fmt % args) + "\n")
+
+    def count(self, key):
+        with lock:
+            seen[key] = seen.get(key, 0) + 1
+            return seen[key]
+
+    def send(self, code, body=b"", headers=None):
+        self.send_response(code)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_HEAD(self):
+        self.do_GET()
+
+    def do_GET(self):
+        with lock:
+            stats["requests"] += 1
+        if self.server.server_port == RPORT:
+            return self.storage()
+        if self.path == "/_stats":
+            return self.send(200, json.dumps(stats).encode())
+        if self.path in ("/v2/", "/v2"):
+            return self.send(200, b"{}")
+        parts = self.path.split("?")[0].split("/")
+        # /v2/<fault>/<name>/(manifests|blobs)/<ref>
+        if len(parts) < 6 or parts[1] != "v2":
+            return self.send(404)
+        fault, kind, ref = parts[2], parts[-2], parts[-1]
+        if kind == "tags" and ref == "list":
+            return self.tags("/".join(parts[2:-2]))
+        if fault in ("auth", "redirect"):
+            want = "Basic " + base64.b64encode(b"user:pass").decode()
+            if self.headers.get("Authorization") != want:
+                return self.send(401, b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}',
+                                 {"WWW-Authenticate": 'Basic realm="fault"', "Content-Type": "application/json"})
+            with lock:
+                stats["auth_seen"] += 1
+        n = self.count(self.command + self.path)
+        if fault == "busy" and n <= 2:
+            return self.send(503, b'{"errors":[{"code":"UNAVAILABLE","message":"try later"}]}')
+        if fault == "ratelimit" and n <= 1:
+            return self.send(429, b'{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}', {"Retry-After": "1"})
+        if kind == "manifests":
+            return self.manifest(fault, ref)
+        if kind == "blobs":
+            return self.blob(fault, ref, n)
+        return self.send(404)
+
+    def tags(self, name):
+        q = dict(p.split("=", 1) for p in (self.path.split("?", 1) + [""])[1].split("&") if "=" in p)
+        all_tags = ["t%d" % i for i in range(7)]
+        start = all_tags.index(q["last"]) + 1 if "last" in q else 0
+        page = all_tags[start:start + 3]
+        headers = {"Content-Type": "application/json"}
+        if start + 3 < len(all_tags):
+            headers["Link"] = '</v2/%s/tags/list?last=%s&n=3>; rel="next"' % (name, page[-1])
+        return self.send(200, json.dumps({"name": name, "tags": page}).encode(), headers)
+
+    def manifest(self, fault, ref):
+        digest, mt = top_manifest()
+        if fault == "bigmanifest":
+            body = json.dumps({"schemaVersion": 2, "mediaType": mt, "pad": "x" * (5 << 20)}).encode()
+        elif fault == "badjson":
+            body = b'{"schemaVersion": 2, "mediaType": "' + mt.encode() + b'", "config": {'
+        elif fault == "schema1":
+            body = json.dumps({"schemaVersion": 1, "name": "x", "tag": "t", "fsLayers": []}).encode()
+            mt = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+        else:
+            if ref.startswith("sha256:"):
+                digest = ref
+            body = blob(digest)
+        return self.send(200, body, {"Content-Type": mt,
+                                     "Docker-Content-Digest": "sha256:" + hashlib.sha256(body).hexdigest()})
+
+    def blob(self, fault, digest, n):
+        data = blob(digest)
+        if fault == "redirect" and self.command == "GET":
+            with lock:
+                stats["redirected"] += 1
+            return self.send(307, b"", {"Location": "http://localhost:%d/storage/%s?sig=secret" % (RPORT, digest)})
+        if fault == "baddigest":
+            data = bytes([data[0] ^ 0xff]) + data[1:]
+        start = 0
+        rng = self.headers.get("Range")
+        if rng and rng.startswith("bytes="):
+            with lock:
+                stats["ranges"] += 1
+            start = int(rng[6:].split("-")[0])
+        body = data[start:]
+        self.send_response(206 if start else 200)
+        self.send_header("Content-Length", str(len(body)))
+        if start:
+            self.send_header("Content-Range", "bytes %d-%d/%d" % (start, len(data) - 1, len(data)))
+        self.send_header("Docker-Content-Digest", digest)
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        if fault == "trickle":
+            for b in body:
+                self.wfile.write(bytes([b]))
+                self.wfile.flush()
+                time.sleep(2)
+            return
+        if fault == "drop" and n == 1 and len(body) > 1:
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
+        self.wfile.write(body)
+
+    def storage(self):
+        if self.headers.get("Authorization"):
+            with lock:
+                stats["auth_leaks"] += 1
+        digest = self.path.split("?")[0].split("/")[-1]
+        return self.send(200, blob(digest), {"Content-Type": "application/octet-stream"})
+
+
+def serve(port):
+    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+
+
+threading.Thread(target=serve, args=(RPORT,), daemon=True).start()
+serve(PORT)

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Faults injected by tests/registry/fault_registry.py: a connection dropped mid-blob resumes with
+# Range (identical bytes), 503 and 429 + Retry-After are retried, a blob with wrong bytes is
+# refused and nothing is written, oversize / malformed / schema1 manifests are refused with clear
+# errors, Authorization is not forwarded on a redirect to another host, and an endless trickle
+# hits the no-progress timeout.
+set -euo pipefail
+[ "$(id -u)" = 0 ] || exit 77
+source "$(dirname "$0")/../integration/lib.sh"
+source "$(dirname "$0")/lib.sh"
+si_require umoci jq
+si_init_workdir registry-faults
+W=$SI_WORK
+
+step_setup() {
+  si_build_test_image "$W/img" t1 >/dev/null
+  FPORT=$(si_free_port)
+  RPORT=$(si_free_port)
+  sir_pyserver faults "$FPORT" fault_registry.py "$W/img" t1 "$FPORT" "$RPORT"
+  F=127.0.0.1:$FPORT
+  WANT=$(sir_manifest_digest "$W/img" t1)
+}
+si_step "start the fault registry" step_setup
+stats() { curl -fsS "http://$F/_stats" | jq -r ".$1"; }
+
+step_drop() {
+  sir_copy "docker://$F/drop/img:t1" "oci:$W/drop:t1"
+  diff -r "$W/img/blobs" "$W/drop/blobs" >/dev/null 2>&1 ||
+    for f in "$W"/drop/blobs/sha256/*; do cmp "$f" "$W/img/blobs/sha256/${f##*/}"; done
+  [ "$(stats ranges)" -ge 1 ] || si_fail "no Range request after the drop"
+  [ "$(sir_manifest_digest "$W/drop" t1)" = "$WANT" ] || si_fail "digest changed"
+}
+si_step "a connection dropped mid-blob resumes with Range" step_drop
+
+step_retry() {
+  sir_copy "docker://$F/busy/img:t1" "oci:$W/busy:t1"
+  local start=$SECONDS
+  sir_copy "docker://$F/ratelimit/img:t1" "oci:$W/ratelimit:t1"
+  [ $((SECONDS - start)) -ge 1 ] || si_fail "Retry-After: 1 was not honoured"
+  sir_expect_fail "busy/img:t1.*503|UNAVAILABLE" sir_copy --retries 1 "docker://$F/busy/img:t2" "oci:$W/busy2:t2"
+}
+si_step "503 and 429 with Retry-After are retried" step_retry
+
+step_bad_digest() {
+  sir_expect_fail "baddigest/img.*$F.*hashes to" sir_copy "docker://$F/baddigest/img:t1" "oci:$W/bad:t1"
+  local leftovers
+  leftovers=$(find "$W/bad/blobs" -type f 2>/dev/null | while read -r f; do
+    h=${f##*/}
+    [ "$(sha256sum "$f" | cut -d' ' -f1)" = "$h" ] || echo "$f"
+  done)
+  [ -z "$leftovers" ] || si_fail "unverified files were written: $leftovers"
+  if find "$W/bad" -name '.tmp-*' | grep -q .; then si_fail "temp files left behind"; fi
+  [ ! -s "$W/bad/index.json" ] || ! jq -e '.manifests | length > 0' "$W/bad/index.json" >/dev/null ||
+    si_fail "index.json names an image after a failed copy"
+}
+si_step "a blob that doesn't match its digest is refused and nothing is written" step_bad_digest
+
+step_manifests() {
+  sir_expect_fail "bigmanifest/img:t1.*$F.*larger than the 4 MiB limit" \
+    sir_copy "docker://$F/bigmanifest/img:t1" "oci:$W/big:t1"
+  sir_expect_fail "badjson/img:t1.*$F.*not valid JSON" sir_copy "docker://$F/badjson/img:t1" "oci:$W/badjson:t1"
+  sir_expect_fail "schema1/img:t1.*schema1" sir_copy "docker://$F/schema1/img:t1" "oci:$W/s1:t1"
+}
+si_step "oversize, malformed and schema1 manifests are refused clearly" step_manifests
+
+step_redirect() {
+  sir_copy --src-creds user:pass "docker://$F/redirect/img:t1" "oci:$W/redirect:t1"
+  [ "$(stats redirected)" -ge 1 ] || si_fail "no redirect happened"
+  [ "$(stats auth_seen)" -ge 1 ] || si_fail "credentials never reached the registry"
+  [ "$(stats auth_leaks)" = 0 ] || si_fail "Authorization was forwarded to another host on a redirect"
+  [ "$(sir_manifest_digest "$W/redirect" t1)" = "$WANT" ] || si_fail "digest changed"
+  if grep -rq 'sig=secret' "$SI_WORK"/expect-fail.err 2>/dev/null; then si_fail "presigned query leaked"; fi
+}
+si_step "Authorization is not forwarded on a redirect to another host" step_redirect
+
+step_trickle() {
+  local start=$SECONDS
+  sir_expect_fail "trickle/img.*$F.*no progress" \
+    sir_copy --no-progress-timeout 3 --retries 0 "docker://$F/trickle/img:t1" "oci:$W/trickle:t1"
+  [ $((SECONDS - start)) -lt 60 ] || si_fail "the no-progress timeout took too long"
+}
+si_step "an endless trickle hits the no-progress timeout" step_trickle
+
+step_tags_pages() {
+  local tags
+  tags=$("$SNAPIMPORT_BIN" tags "docker://$F/plain/img" | jq -r '.Tags | join(",")')
+  [ "$tags" = "t0,t1,t2,t3,t4,t5,t6" ] || si_fail "tags across Link pages: got '$tags'"
+}
+si_step "tags follow Link pagination" step_tags_pages
+si_print_timings
