@@ -48,13 +48,16 @@ CONTAINER=snapimport-demo
 oci=$SI_WORK/oci
 
 # The one place that decides how the sample image reaches the registry.
-demo_push() { si_push_image "$oci" "$TAG" "$SI_REGISTRY/$REPO:$TAG"; }
+# Pushed with snapimport's own registry client (the registry is plain HTTP on loopback).
+demo_push() {
+  "$SNAPIMPORT_BIN" copy --quiet --dest-tls-verify=false "oci:$oci:$TAG" "docker://$SI_REGISTRY/$REPO:$TAG"
+}
 
 si_step "start a private registry on 127.0.0.1" si_start_registry
 ref=$SI_REGISTRY/$REPO:$TAG
 si_step "build the sample image (3 layers: busybox, files, whiteout + opaque dir)" \
   si_build_test_image "$oci" "$TAG"
-si_step "push the sample image to $ref" demo_push
+si_step "push the sample image to $ref (snapimport copy)" demo_push
 # snapimport's own config: where registry hosts are configured, and a metrics endpoint.
 si_write_hosts_dir "$SI_REGISTRY"
 METRICS_PORT=$(si_free_port)

@@ -28,6 +28,7 @@ expect '^IMAGE 127\.0\.0\.1:[0-9]+/snapimport/demo:v1 '
 expect 'finished in .*, 3/3 layers done'
 expect '^  snapimport_imports_completed_total 3$'
 expect '^  snapimport_snapshots\{kind="committed"\} 3$'
+expect '^ +[0-9.]+ push the sample image to .* \(snapimport copy\)'
 expect '^ +[0-9.]+ snapimport pull '
 expect '^ +[0-9.]+ total$'
 work=$(sed -n 's/.*work dir: \(\/[^ ]*\).*/\1/p' "$out" | head -n1)
