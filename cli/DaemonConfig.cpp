@@ -135,6 +135,12 @@ KeySpec durationKey(std::string section, std::string name, std::string doc, Get 
   return k;
 }
 
+// Replaces a key's value check (for rules beyond the type's own).
+KeySpec withCheck(KeySpec k, std::function<std::string(const DaemonConfig&)> check) {
+  k.check = std::move(check);
+  return k;
+}
+
 template <typename Get>
 KeySpec sizeKey(std::string section, std::string name, std::string doc, Get get) {
   KeySpec k{std::move(section), std::move(name), std::move(doc), {}, {}, {}};
@@ -289,11 +295,18 @@ const std::vector<KeySpec>& keys() {
           "false: snapimport is a plain overlay snapshotter and content store; containerd\n"
           "fetches and applies every layer itself.",
           [](auto& c) -> auto& { return c.import.enabled; }),
-      boolKey(
-          "import", "keep_compressed_blobs",
-          "Also keep each imported layer's compressed blob in the content store. Off by default:\n"
-          "keeping both doubles the disk an image uses.",
-          [](auto& c) -> auto& { return c.import.keepCompressedBlobs; }),
+      withCheck(
+          boolKey("import", "keep_compressed_blobs",
+                  "Also keep each imported layer's compressed blob in the content store. Only false\n"
+                  "is supported: containerd's GC deletes every blob its metadata does not reference,\n"
+                  "and containerd never learns of blobs the importer fetched.",
+                  [](auto& c) -> auto& { return c.import.keepCompressedBlobs; }),
+          [](const DaemonConfig& c) -> std::string {
+            return c.import.keepCompressedBlobs
+                       ? "= true is not supported: containerd's garbage collector deletes blobs "
+                         "its metadata does not reference, so a kept blob would not survive"
+                       : "";
+          }),
       intKey(
           "import", "max_concurrent_layers",
           "Layers imported at once on this node, across all images.",
@@ -324,9 +337,15 @@ const std::vector<KeySpec>& keys() {
           "timeouts", "shutdown", "On SIGTERM, how long in-flight requests may finish.",
           [](auto& c) -> auto& { return c.timeouts.shutdown; }, false),
 
-      sizeKey(
-          "limits", "max_manifest_bytes", "Largest manifest or index accepted.",
-          [](auto& c) -> auto& { return c.limits.maxManifestBytes; }),
+      withCheck(sizeKey("limits", "max_manifest_bytes",
+                        "Largest manifest or index accepted (at most 4MiB, the protocol's cap).",
+                        [](auto& c) -> auto& { return c.limits.maxManifestBytes; }),
+                [](const DaemonConfig& c) -> std::string {
+                  if (c.limits.maxManifestBytes == 0) return "must be larger than 0";
+                  return c.limits.maxManifestBytes > (4ull << 20)
+                             ? "must be at most 4MiB (registries refuse larger manifests)"
+                             : "";
+                }),
       sizeKey(
           "limits", "max_config_bytes", "Largest image config accepted.",
           [](auto& c) -> auto& { return c.limits.maxConfigBytes; }),

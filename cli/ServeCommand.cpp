@@ -93,6 +93,7 @@ registry::ClientOptions registryOptions(const DaemonConfig& cfg) {
   registry::ClientOptions o;
   o.hostsDir = cfg.registry.hostsDir;
   o.authFile = cfg.registry.authFile;
+  o.maxManifestBytes = static_cast<size_t>(cfg.limits.maxManifestBytes);
   o.transport.connectTimeoutSeconds = std::max<long>(1, static_cast<long>(cfg.timeouts.connect.count() / 1000));
   o.transport.lowSpeedSeconds = std::max<long>(1, static_cast<long>(cfg.timeouts.stall.count() / 1000));
   return o;

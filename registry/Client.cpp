@@ -272,16 +272,19 @@ ManifestBlob Client::getManifest(const Reference& ref) {
   if (s->status() != 200) throw failure(*s, r.action, ref, r.finalUrl, r.usedHost);
   const std::string what = ref.str() + " from " + r.usedHost.host;
   std::string cl = s->headers().get("Content-Length");
+  const size_t cap = std::min(options_.maxManifestBytes, kMaxManifestSize);
+  const std::string limit = "the " +
+                            (cap % (1 << 20) == 0 ? std::to_string(cap >> 20) + " MiB"
+                                                  : std::to_string(cap) + "-byte") +
+                            " limit";
   if (!cl.empty() && cl.size() < 19 && std::all_of(cl.begin(), cl.end(), ::isdigit) &&
-      std::stoull(cl) > kMaxManifestSize) {
-    throw Error(ErrorKind::Invalid,
-                what + ": manifest of " + cl + " bytes is larger than the 4 MiB limit");
+      std::stoull(cl) > cap) {
+    throw Error(ErrorKind::Invalid, what + ": manifest of " + cl + " bytes is larger than " + limit);
   }
   bool truncated = false;
   ManifestBlob blob;
-  blob.bytes = s->readAll(kMaxManifestSize, &truncated);
-  if (truncated)
-    throw Error(ErrorKind::Invalid, what + ": manifest is larger than the 4 MiB limit");
+  blob.bytes = s->readAll(cap, &truncated);
+  if (truncated) throw Error(ErrorKind::Invalid, what + ": manifest is larger than " + limit);
   if (ref.digest) {
     blob.digest = digestOf(blob.bytes, ref.digest->algorithm());
     if (blob.digest != *ref.digest) {

@@ -51,6 +51,8 @@ struct ClientOptions {
   std::chrono::seconds maxRetryAfter{60};
   // Blob uploads larger than this go in chunks of this size (PATCH with Content-Range).
   uint64_t chunkSize = 64ull << 20;
+  // Largest manifest or index accepted from a registry; never above kMaxManifestSize.
+  size_t maxManifestBytes = kMaxManifestSize;
   // Force the chunked upload style for every blob (tests).
   bool forceChunked = false;
 };

@@ -229,3 +229,21 @@ TEST(DaemonConfig, UnreadableFileSaysWhy) {
 
 }  // namespace
 }  // namespace snapimport::cli
+
+namespace snapimport::cli {
+namespace {
+
+TEST(DaemonConfigRules, KeepingCompressedBlobsIsRefusedWithTheReason) {
+  std::string e = errorOf("[import]\nkeep_compressed_blobs = true\n");
+  EXPECT_NE(e.find("import.keep_compressed_blobs"), std::string::npos) << e;
+  EXPECT_NE(e.find("not supported"), std::string::npos) << e;
+}
+
+TEST(DaemonConfigRules, ManifestLimitCannotExceedTheProtocolCap) {
+  EXPECT_NE(errorOf("[limits]\nmax_manifest_bytes = \"8MiB\"\n").find("at most 4MiB"), std::string::npos);
+  EXPECT_EQ(DaemonConfig::parse("[limits]\nmax_manifest_bytes = \"1MiB\"\n", "f").limits.maxManifestBytes,
+            1u << 20);
+}
+
+}  // namespace
+}  // namespace snapimport::cli
