@@ -2,10 +2,13 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -300,7 +303,19 @@ std::optional<Credential> runCredentialHelper(const std::string& helper,
                 "cannot run credential helper " + program + ": " + std::strerror(rc));
   }
   std::string input = serverUrl + "\n";
-  (void)!write(in[1], input.data(), input.size());
+  {
+    // A helper may exit without reading its input. That shows up as a failed lookup below; it
+    // must not be a SIGPIPE that kills the whole process (the CLI does not ignore SIGPIPE).
+    sigset_t pipeSet, old;
+    sigemptyset(&pipeSet);
+    sigaddset(&pipeSet, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipeSet, &old);
+    if (write(in[1], input.data(), input.size()) < 0 && errno == EPIPE) {
+      struct timespec zero {};
+      sigtimedwait(&pipeSet, nullptr, &zero);  // consume the SIGPIPE this thread just raised
+    }
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  }
   close(in[1]);
   std::string output;
   char buf[4096];
