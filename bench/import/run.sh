@@ -254,7 +254,7 @@ profile_report() {
     { pct = $1; sub(/%/, "", pct); line = $0
       st = "other"
       if (line ~ /isal|inflate|igzip|decode_huffman|gzip/) st = "gzip inflate (ISA-L)"
-      else if (line ~ /sha256|SHA256|sha_block|sha256_block/) st = "sha256 (digest + diff_id)"
+      else if (line ~ /sha256|SHA256|sha_block|sha256_block|libcrypto/) st = "sha256 (libcrypto: layer digest + diff_id)"
       else if (line ~ /archive_|libarchive/) st = "tar parsing (libarchive)"
       else if (line ~ /curl|Curl_|nghttp|http/) st = "HTTP client (libcurl)"
       else if (line ~ /tcp_|skb|sock_|inet_|ip_|__netif|net_rx|loopback|_copy_to_iter|copy_user|do_softirq|napi|recvmsg|sendmsg/) st = "network receive (kernel)"
