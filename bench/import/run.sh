@@ -237,9 +237,9 @@ profile_report() {
   local rep=$SI_WORK/perf-report
   perf report -i "$data" -g none --no-children --sort comm --stdio 2>/dev/null | grep -v '^#' | grep '%' |
     head -n 12 >"$rep.comm" || true
-  perf report -i "$data" -g none --no-children --pid "$pid" --percentage relative --sort dso --stdio 2>/dev/null |
+  perf report -i "$data" -g none --no-children --pid "$pid" --sort dso --stdio 2>/dev/null |
     grep -v '^#' | grep '%' | head -n 12 >"$rep.dso" || true
-  perf report -i "$data" -g none --no-children --pid "$pid" --percentage relative --sort dso,sym --stdio 2>/dev/null |
+  perf report -i "$data" -g none --no-children --pid "$pid" --sort dso,sym --stdio 2>/dev/null |
     grep -v '^#' | grep '%' >"$rep.sym" || true
   local total
   total=$(perf report -i "$data" -g none --sort comm --stdio 2>/dev/null | awk '/^# Samples:/ { print $3; exit }')
@@ -247,9 +247,9 @@ profile_report() {
   echo "== profile: snapimport round of image ${IMAGES[0]} ($wall s wall), perf record -a -e cpu-clock -F 499 =="
   echo "-- whole machine, share of busy samples by command ($total samples; $(nproc) cores x $wall s = $(awk -v w="$wall" -v n="$(nproc)" 'BEGIN { printf "%d", n * w * 499 }') possible) --"
   cat "$rep.comm"
-  echo "-- snapimport (pid $pid) by object --"
+  echo "-- snapimport (pid $pid) by object, share of all samples (kernel time: the rest of its share) --"
   cat "$rep.dso"
-  echo "-- snapimport by stage (its own samples; symbols mapped to stages) --"
+  echo "-- snapimport by stage (share of its own samples; symbols mapped to stages) --"
   awk '
     { pct = $1; sub(/%/, "", pct); line = $0
       st = "other"
@@ -264,8 +264,8 @@ profile_report() {
       else if (line ~ /sqlite/) st = "sqlite"
       else if (line ~ /futex|schedule|finish_task_switch|__sched|pthread|mutex/) st = "locks / scheduling"
       else if (line ~ /\[kernel/) st = "other kernel"
-      s[st] += pct }
-    END { for (k in s) printf "  %6.1f%%  %s\n", s[k], k }' "$rep.sym" | sort -rn
+      s[st] += pct; all += pct }
+    END { for (k in s) printf "  %6.1f%%  %s\n", all ? 100 * s[k] / all : 0, k }' "$rep.sym" | sort -rn
   echo "-- snapimport top symbols --"
   head -n 25 "$rep.sym" | cut -c1-150
 }
