@@ -42,6 +42,9 @@ class LayerFetcher {
   virtual std::unique_ptr<unpack::Source> open(const std::string& imageRef, const LayerDescriptor& layer) = 0;
   // The registry host that serves `imageRef`, for per-host concurrency limits.
   virtual std::string hostOf(const std::string& imageRef) = 0;
+  // True when open()'s streams check size and digest themselves, so the unpacker need not hash
+  // the compressed bytes a second time.
+  virtual bool verifiesDigests() const { return false; }
 };
 
 }  // namespace snapimport::plugin

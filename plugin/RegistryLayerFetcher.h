@@ -16,6 +16,8 @@ class RegistryLayerFetcher : public LayerFetcher {
   ImageLayers describe(const std::string& imageRef, const std::string& manifestDigest) override;
   std::unique_ptr<unpack::Source> open(const std::string& imageRef, const LayerDescriptor& layer) override;
   std::string hostOf(const std::string& imageRef) override;
+  // registry::BlobReader reports the end of a blob only after its size and digest matched.
+  bool verifiesDigests() const override { return true; }
 
   // Maps a registry error to a metrics failure reason ("auth", "fetch", "verify").
   static std::string reasonFor(const registry::Error& e);

@@ -11,12 +11,13 @@ constexpr size_t kOutBlock = 256 << 10;
 }  // namespace
 
 LayerStream::LayerStream(Source& src, Compression compression, uint64_t maxUncompressedBytes,
-                         const std::atomic<bool>* cancel)
+                         const std::atomic<bool>* cancel, bool hashCompressed)
     : src_(src),
       compression_(compression),
       maxUncompressedBytes_(maxUncompressedBytes),
       cancel_(cancel),
-      out_(kOutBlock) {
+      out_(kOutBlock),
+      hashCompressed_(hashCompressed) {
   switch (compression) {
     case Compression::None:
       break;
@@ -69,7 +70,7 @@ std::span<const uint8_t> LayerStream::next() {
         sourceDone_ = true;
       } else {
         compressedBytes_ += n;
-        compressedHash_.update(in_.data(), n);
+        if (hashCompressed_) compressedHash_.update(in_.data(), n);
         pending_ = std::span<const uint8_t>(in_.data(), n);
       }
     }
@@ -99,6 +100,7 @@ void LayerStream::drain() {
 
 std::string LayerStream::compressedDigest() {
   if (!decompressor_) return diffId();
+  if (!hashCompressed_) return {};
   if (compressedDigest_.empty()) compressedDigest_ = compressedHash_.digest();
   return compressedDigest_;
 }

@@ -19,7 +19,7 @@ namespace snapimport::unpack {
 class LayerStream {
  public:
   LayerStream(Source& src, Compression compression, uint64_t maxUncompressedBytes,
-              const std::atomic<bool>* cancel);
+              const std::atomic<bool>* cancel, bool hashCompressed = true);
 
   // The next block of the uncompressed tar stream, valid until the next call; empty at the end.
   std::span<const uint8_t> next();
@@ -29,7 +29,7 @@ class LayerStream {
 
   uint64_t compressedBytes() const { return compressedBytes_; }
   uint64_t uncompressedBytes() const { return uncompressedBytes_; }
-  // Valid once next() has returned an empty block.
+  // Valid once next() has returned an empty block; empty when hashCompressed was false.
   std::string compressedDigest();
   std::string diffId();
 
@@ -44,6 +44,7 @@ class LayerStream {
   std::unique_ptr<Decompressor> decompressor_;
   std::vector<uint8_t> in_, out_;
   std::span<const uint8_t> pending_;
+  bool hashCompressed_;
   bool sourceDone_ = false, done_ = false;
   uint64_t compressedBytes_ = 0, uncompressedBytes_ = 0;
   Sha256 compressedHash_, tarHash_;

@@ -186,7 +186,8 @@ Result unpackLayer(Source& src, std::string_view mediaType, const std::filesyste
     // Rollback empties the directory, so it must only ever hold what we wrote.
     throw UnpackError("target directory " + dir.string() + " is not empty");
   }
-  LayerStream stream(src, *compression, opts.limits.maxUncompressedBytes, opts.cancel);
+  LayerStream stream(src, *compression, opts.limits.maxUncompressedBytes, opts.cancel,
+                     opts.hashCompressed);
   ReadContext ctx{&stream, nullptr};
   LayerWriter writer(root, opts, &throwArchiveError, &ctx);
   try {

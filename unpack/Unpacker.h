@@ -41,6 +41,10 @@ struct Options {
   // One syncfs() before returning, so a committed snapshot survives a crash.
   bool sync = true;
   Limits limits;
+  // false when the Source already verifies the compressed digest (a registry blob reader does):
+  // hashing the same bytes twice costs ~20% of an import's CPU on machines without SHA-NI.
+  // Result::compressedDigest is then empty.
+  bool hashCompressed = true;
   // Polled between entries and between buffers; when set the unpack stops and cleans up.
   const std::atomic<bool>* cancel = nullptr;
 };

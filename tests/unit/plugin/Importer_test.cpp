@@ -211,3 +211,25 @@ TEST(ChainId, FollowsTheOciDefinition) {
 
 }  // namespace
 }  // namespace snapimport::plugin
+
+namespace snapimport::plugin {
+namespace {
+
+// A fetcher whose streams verify digests themselves: the unpacker must not hash again, and the
+// import must still succeed on the size and diff_id checks.
+class VerifyingFetcher : public LocalFetcher {
+ public:
+  bool verifiesDigests() const override { return true; }
+};
+
+TEST_F(ImporterTest, SourcesThatVerifyAreNotHashedTwice) {
+  auto verifying = std::make_shared<VerifyingFetcher>();
+  verifying->image = fetcher->image;
+  verifying->blobs = fetcher->blobs;
+  Importer importer(store, verifying, {});
+  ASSERT_EQ(importer.prepare("k", "", labelsFor(0)), Importer::Outcome::Imported);
+  EXPECT_FALSE(committedName(0, "").empty());
+}
+
+}  // namespace
+}  // namespace snapimport::plugin

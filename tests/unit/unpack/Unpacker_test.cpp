@@ -92,6 +92,17 @@ TEST_F(Unpacker, KeepsFileCapabilities) {
   EXPECT_EQ(xattr(root_ / "ping", "security.capability"), cap);
 }
 
+TEST_F(Unpacker, SkipsTheCompressedHashWhenTheSourceVerifies) {
+  std::string tar = TarBuilder().file("a", std::string(100000, 'a')).finish();
+  std::string blob = gzip(tar);
+  unpack::Options o = quiet();
+  o.hashCompressed = false;
+  auto res = unpack(blob, kTarGzip, o);
+  EXPECT_EQ(res.compressedDigest, "");
+  EXPECT_EQ(res.diffId, sha256(tar));
+  EXPECT_EQ(res.compressedBytes, blob.size());
+}
+
 TEST_F(Unpacker, GzipZstdAndMultiMemberGzipGiveTheSameTree) {
   std::string tar = TarBuilder().file("a", std::string(300000, 'a')).file("b", "bee").finish();
   for (auto [blob, type] : {std::pair{gzip(tar), kTarGzip}, std::pair{zstd(tar), kTarZstd}}) {
