@@ -60,22 +60,11 @@ si_step "build the sample image (3 layers: busybox, files, whiteout + opaque dir
 si_step "push the sample image to $ref (snapimport copy)" demo_push
 # snapimport's own config: where registry hosts are configured, and a metrics endpoint.
 si_write_hosts_dir "$SI_REGISTRY"
-METRICS_PORT=$(si_free_port)
-cat >"$SI_WORK/snapimport.toml" <<TOML
-[registry]
-hosts_dir = "$SI_HOSTS_DIR"
-
-[metrics]
-address = "127.0.0.1:$METRICS_PORT"
-TOML
+si_write_snapimport_config
 si_step "start snapimport (config $SI_WORK/snapimport.toml)" si_start_snapimport --config "$SI_WORK/snapimport.toml"
 # As packaging/containerd/config-1.6.toml sets it up on a node: snapshotter and content store,
 # CRI with snapshot annotations so the importer learns each image's layers.
-export SI_CONTAINERD_CRI=1
-export SI_CONTAINERD_DISABLED_EXTRA="io.containerd.content.v1.content"
-export SI_CONTAINERD_EXTRA_CONFIG="[proxy_plugins.snapimport-content]
-  type = \"content\"
-  address = \"$SI_SNAPIMPORT_SOCK\""
+si_use_cri_and_snapimport_content
 si_step "start a private containerd with snapimport as snapshotter and content store" si_start_containerd
 SI_NAMESPACE=k8s.io # CRI's namespace
 

@@ -24,22 +24,11 @@ mapfile -t LAYERS < <(jq -r ".layers[].digest" "$MANIFEST")
 [ "${#LAYERS[@]}" -eq 3 ] || fail "expected 3 layers, got ${#LAYERS[@]}"
 
 si_write_hosts_dir "$SI_REGISTRY"
-METRICS_PORT=$(si_free_port)
-cat >"$SI_WORK/snapimport.toml" <<TOML
-[registry]
-hosts_dir = "$SI_HOSTS_DIR"
-
-[metrics]
-address = "127.0.0.1:$METRICS_PORT"
-TOML
+si_write_snapimport_config
 si_step "start snapimport (importer on, hosts from $SI_HOSTS_DIR)" \
   si_start_snapimport --config "$SI_WORK/snapimport.toml" --log-level debug
 
-export SI_CONTAINERD_CRI=1
-export SI_CONTAINERD_DISABLED_EXTRA="io.containerd.content.v1.content"
-export SI_CONTAINERD_EXTRA_CONFIG="[proxy_plugins.snapimport-content]
-  type = \"content\"
-  address = \"$SI_SNAPIMPORT_SOCK\""
+si_use_cri_and_snapimport_content
 si_step "start containerd (CRI on, snapimport as snapshotter and content store)" si_start_containerd
 
 ENDPOINT=unix://$SI_CONTAINERD_SOCK

@@ -618,6 +618,30 @@ si_start_snapimport() {
   si_log "snapimport serving on $SI_SNAPIMPORT_SOCK (pid $SI_SNAPIMPORT_PID, root $SI_SNAPIMPORT_ROOT)"
 }
 
+# si_write_snapimport_config: $SI_WORK/snapimport.toml for an importing snapimport: registry
+# hosts from $SI_HOSTS_DIR (si_write_hosts_dir first) and metrics on a free loopback port.
+# Sets METRICS_PORT; start it with `si_start_snapimport --config "$SI_WORK/snapimport.toml"`.
+si_write_snapimport_config() {
+  METRICS_PORT=$(si_free_port)
+  cat >"$SI_WORK/snapimport.toml" <<TOML
+[registry]
+hosts_dir = "$SI_HOSTS_DIR"
+
+[metrics]
+address = "127.0.0.1:$METRICS_PORT"
+TOML
+}
+
+# si_use_cri_and_snapimport_content: the next si_start_containerd runs CRI with snapimport as
+# snapshotter and as its only content store, as packaging/containerd/config-1.6.toml sets up a node.
+si_use_cri_and_snapimport_content() {
+  export SI_CONTAINERD_CRI=1
+  export SI_CONTAINERD_DISABLED_EXTRA="io.containerd.content.v1.content"
+  export SI_CONTAINERD_EXTRA_CONFIG="[proxy_plugins.snapimport-content]
+  type = \"content\"
+  address = \"$SI_SNAPIMPORT_SOCK\""
+}
+
 # ----------------------------------------------------------------------------------------------
 # containerd
 

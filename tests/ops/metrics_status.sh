@@ -31,14 +31,7 @@ SLOW=127.0.0.1:$(cat "$SI_WORK/proxy.port")
 REF=$SLOW/$REPO:$TAG
 si_write_hosts_dir "$SLOW"
 
-METRICS_PORT=$(si_free_port)
-cat >"$SI_WORK/snapimport.toml" <<TOML
-[registry]
-hosts_dir = "$SI_HOSTS_DIR"
-
-[metrics]
-address = "127.0.0.1:$METRICS_PORT"
-TOML
+si_write_snapimport_config
 si_step "start snapimport with metrics on 127.0.0.1:$METRICS_PORT" \
   si_start_snapimport --config "$SI_WORK/snapimport.toml"
 ADMIN=${SI_SNAPIMPORT_SOCK%.sock}-admin.sock
@@ -47,11 +40,7 @@ curl -fsS "http://127.0.0.1:$METRICS_PORT/healthz" | grep -qx ok || fail "/healt
 "$SNAPIMPORT_BIN" status --admin-address "$ADMIN" | grep -q "No imports in flight" ||
   fail "status on an idle daemon should say nothing is in flight"
 
-export SI_CONTAINERD_CRI=1
-export SI_CONTAINERD_DISABLED_EXTRA="io.containerd.content.v1.content"
-export SI_CONTAINERD_EXTRA_CONFIG="[proxy_plugins.snapimport-content]
-  type = \"content\"
-  address = \"$SI_SNAPIMPORT_SOCK\""
+si_use_cri_and_snapimport_content
 si_step "start containerd (CRI on, snapimport as snapshotter and content store)" si_start_containerd
 
 # Watch the pull: sample `snapimport status` until the pull ends.
