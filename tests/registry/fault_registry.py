@@ -13,8 +13,15 @@ The repository name picks the fault (everything else is a plain, correct registr
                 records whether an Authorization header arrived
   trickle/*     sends blob bytes one every 2 seconds, forever
   auth/*        like plain, but requires Basic auth (user:pass) - used with redirect checks
+  range416/*    accepts pushes (POST, chunked PATCH, PUT ?digest=, manifest PUT); the second PATCH
+                of every upload keeps only the first half of its chunk and answers 416 with
+                Range: 0-<last byte it has>; GET on the session answers 204 + Location + Range.
+                A PATCH whose Content-Range doesn't start where the session is also gets 416.
+                The closing PUT checks the digest of what was assembled. Pushed blobs and
+                manifests are served back on GET.
 Any repository: tags/list returns tags t0..t6 in pages of 3 with a relative Link: rel="next".
-GET /_stats returns counters as JSON (requests, ranges, auth_leaks, redirected).
+GET /_stats returns counters as JSON (requests, ranges, auth_leaks, redirected, patches,
+injected_416, unexpected_416, session_gets, uploads_ok, uploads_bad, manifests_pushed).
 Usage: fault_registry.py OCI_DIR TAG PORT REDIRECT_PORT
 """
 import base64
@@ -24,15 +31,23 @@ import os
 import sys
 import threading
 import time
+from urllib.parse import unquote
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 OCI, TAG, PORT, RPORT = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-stats = {"requests": 0, "ranges": 0, "auth_leaks": 0, "redirected": 0, "auth_seen": 0}
+stats = {"requests": 0, "ranges": 0, "auth_leaks": 0, "redirected": 0, "auth_seen": 0,
+         "patches": 0, "injected_416": 0, "unexpected_416": 0, "session_gets": 0,
+         "uploads_ok": 0, "uploads_bad": 0, "manifests_pushed": 0}
 seen = {}
+sessions = {}   # upload uuid -> {"data": bytearray, "patches": int, "state": int}
+pushed = {}     # digest -> bytes (blobs and manifests pushed to range416/*)
+pushed_tags = {}  # "repo:tag" -> (digest, mediaType)
 lock = threading.Lock()
 
 
 def blob(digest):
+    if digest in pushed:
+        return pushed[digest]
     alg, hexd = digest.split(":", 1)
     with open(os.path.join(OCI, "blobs", alg, hexd), "rb") as f:
         return f.read()
@@ -114,6 +129,14 @@ class Handler(BaseHTTPRequestHandler):
         return self.send(200, json.dumps({"name": name, "tags": page}).encode(), headers)
 
     def manifest(self, fault, ref):
+        if fault == "range416":
+            repo = "/".join(self.path.split("?")[0].split("/")[2:-2])
+            key = ref if ref.startswith("sha256:") else pushed_tags.get(repo + ":" + ref, (None,))[0]
+            if key not in pushed:
+                return self.send(404, b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"unknown"}]}')
+            body = pushed[key]
+            mt = json.loads(body).get("mediaType", "application/vnd.oci.image.manifest.v1+json")
+            return self.send(200, body, {"Content-Type": mt, "Docker-Content-Digest": key})
         digest, mt = top_manifest()
         if fault == "bigmanifest":
             body = json.dumps({"schemaVersion": 2, "mediaType": mt, "pad": "x" * (5 << 20)}).encode()
@@ -130,6 +153,8 @@ class Handler(BaseHTTPRequestHandler):
                                      "Docker-Content-Digest": "sha256:" + hashlib.sha256(body).hexdigest()})
 
     def blob(self, fault, digest, n):
+        if fault == "range416" and digest not in pushed:
+            return self.send(404, b'{"errors":[{"code":"BLOB_UNKNOWN","message":"unknown"}]}')
         data = blob(digest)
         if fault == "redirect" and self.command == "GET":
             with lock:
@@ -174,8 +199,126 @@ class Handler(BaseHTTPRequestHandler):
         return self.send(200, blob(digest), {"Content-Type": "application/octet-stream"})
 
 
+class PushHandler(Handler):
+    """range416/*: the upload protocol of distribution (handlers/blobupload.go), one fault."""
+
+    def body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def session_headers(self, uid, sess):
+        sess["state"] += 1
+        h = {"Location": "/v2/%s/blobs/uploads/%s?_state=s%d" % (sess["repo"], uid, sess["state"]),
+             "Docker-Upload-UUID": uid}
+        h["Range"] = "0-%d" % (len(sess["data"]) - 1) if sess["data"] else "0-0"
+        return h
+
+    def parse(self):
+        path, _, query = self.path.partition("?")
+        q = {k: unquote(v) for k, v in (p.split("=", 1) for p in query.split("&") if "=" in p)}
+        parts = path.split("/")
+        return path, q, parts
+
+    def not_push(self):
+        self.send(405, b'{"errors":[{"code":"UNSUPPORTED","message":"push only on range416/*"}]}')
+
+    def do_POST(self):
+        path, q, parts = self.parse()
+        data = self.body()
+        if len(parts) < 6 or parts[2] != "range416" or not path.endswith("/blobs/uploads/"):
+            return self.not_push()
+        repo = "/".join(parts[2:-3])
+        if "digest" in q:  # monolithic
+            if "sha256:" + hashlib.sha256(data).hexdigest() != q["digest"]:
+                with lock:
+                    stats["uploads_bad"] += 1
+                return self.send(400, b'{"errors":[{"code":"DIGEST_INVALID","message":"bad digest"}]}')
+            with lock:
+                pushed[q["digest"]] = data
+                stats["uploads_ok"] += 1
+            return self.send(201, b"", {"Location": "/v2/%s/blobs/%s" % (repo, q["digest"]),
+                                        "Docker-Content-Digest": q["digest"]})
+        uid = "u%d" % len(sessions)
+        with lock:
+            sessions[uid] = {"data": bytearray(), "patches": 0, "state": 0, "repo": repo}
+        return self.send(202, b"", self.session_headers(uid, sessions[uid]))
+
+    def session(self):
+        path, q, parts = self.parse()
+        uid = parts[-1]
+        if uid not in sessions:
+            self.body()
+            self.send(404, b'{"errors":[{"code":"BLOB_UPLOAD_UNKNOWN","message":"unknown"}]}')
+            return None, None, q
+        return uid, sessions[uid], q
+
+    def do_PATCH(self):
+        uid, sess, _ = self.session()
+        if sess is None:
+            return
+        data = self.body()
+        with lock:
+            stats["patches"] += 1
+            sess["patches"] += 1
+        cr = self.headers.get("Content-Range", "")
+        start = int(cr.split("-")[0]) if cr else len(sess["data"])
+        if start != len(sess["data"]):
+            with lock:
+                stats["unexpected_416"] += 1
+            return self.send(416, b'{"errors":[{"code":"RANGE_INVALID","message":"out of order"}]}',
+                             self.session_headers(uid, sess))
+        if sess["patches"] == 2 and len(data) > 1:
+            # Keep half of the chunk (as if the rest was lost) and say what we have.
+            sess["data"] += data[: len(data) // 2]
+            with lock:
+                stats["injected_416"] += 1
+            return self.send(416, b'{"errors":[{"code":"RANGE_INVALID","message":"injected"}]}',
+                             self.session_headers(uid, sess))
+        sess["data"] += data
+        return self.send(202, b"", self.session_headers(uid, sess))
+
+    def do_GET(self):
+        if "/blobs/uploads/" in self.path:
+            uid, sess, _ = self.session()
+            if sess is None:
+                return
+            with lock:
+                stats["session_gets"] += 1
+            return self.send(204, b"", self.session_headers(uid, sess))
+        return Handler.do_GET(self)
+
+    def do_PUT(self):
+        path, q, parts = self.parse()
+        if len(parts) >= 6 and parts[2] == "range416" and parts[-2] == "manifests":
+            data = self.body()
+            d = "sha256:" + hashlib.sha256(data).hexdigest()
+            with lock:
+                pushed[d] = data
+                pushed_tags["/".join(parts[2:-2]) + ":" + parts[-1]] = (d, self.headers.get("Content-Type"))
+                stats["manifests_pushed"] += 1
+            return self.send(201, b"", {"Location": "/v2/%s/manifests/%s" % ("/".join(parts[2:-2]), d),
+                                        "Docker-Content-Digest": d})
+        if "/blobs/uploads/" not in path:
+            self.body()
+            return self.not_push()
+        uid, sess, q = self.session()
+        if sess is None:
+            return
+        sess["data"] += self.body()
+        d = "sha256:" + hashlib.sha256(bytes(sess["data"])).hexdigest()
+        if d != q.get("digest"):
+            with lock:
+                stats["uploads_bad"] += 1
+            return self.send(400, b'{"errors":[{"code":"DIGEST_INVALID","message":"assembled %s"}]}' % d.encode())
+        with lock:
+            pushed[d] = bytes(sess["data"])
+            stats["uploads_ok"] += 1
+            del sessions[uid]
+        return self.send(201, b"", {"Location": "/v2/%s/blobs/%s" % (sess["repo"], d), "Docker-Content-Digest": d})
+
+
 def serve(port):
-    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+    ThreadingHTTPServer(("127.0.0.1", port), PushHandler).serve_forever()
 
 
 threading.Thread(target=serve, args=(RPORT,), daemon=True).start()
