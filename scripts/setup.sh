@@ -20,7 +20,7 @@ packages=(
   # packaging checks (.deb contents, lintian, systemd-analyze verify)
   dpkg-dev lintian systemd
   # helpers used by tests
-  attr curl jq python3 procps psmisc util-linux e2fsprogs
+  attr curl jq python3 procps psmisc util-linux e2fsprogs openssl
   # registry client tests: htpasswd (bcrypt) for Basic auth, PyJWT for the token issuer
   apache2-utils python3-jwt
   # unpack benchmark baseline (igzip CLI)
