@@ -480,6 +480,19 @@ class CurlStream : public HttpStream {
     if (result_ == CURLE_OPERATION_TIMEDOUT) {
       why = "no progress: " + why;
     }
+    // With TLS 1.3 a server that refuses our client certificate (or its absence) sends its alert
+    // after the handshake looks complete to us, so libcurl reports only a dead connection. Say
+    // what that almost always means instead of leaving the reader with a socket error.
+    bool tls = request_.url.rfind("https://", 0) == 0;
+    bool deadRightAway = status_ == 0 && (result_ == CURLE_RECV_ERROR || result_ == CURLE_SEND_ERROR ||
+                                          result_ == CURLE_GOT_NOTHING);
+    if (tls && deadRightAway) {
+      why += request_.tls.clientCert.empty()
+                 ? " (the server closed the TLS connection before answering: if this registry "
+                   "requires a client certificate, configure `client` for it in hosts.toml)"
+                 : " (the server closed the TLS connection before answering: it may have refused "
+                   "the client certificate " + request_.tls.clientCert + ")";
+    }
     throw Error(ErrorKind::Transport, request_.method + " " + redactUrl(request_.url) + ": " + why,
                 0, std::to_string(static_cast<int>(result_)));
   }

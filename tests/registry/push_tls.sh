@@ -76,17 +76,14 @@ TOML
   local f
   for f in "$W"/mtls-out/blobs/sha256/*; do cmp "$f" "$W/img/blobs/sha256/${f##*/}" || si_fail "blob ${f##*/} differs"; done
   # Without the client certificate the registry refuses the connection and the copy fails naming
-  # the host. With TLS 1.3 the server's alert can arrive after libcurl considers the handshake
-  # done, so the message is usually "alert bad certificate" but sometimes only a connection error
-  # ("getpeername() ... Transport endpoint is not connected"); both are accepted, the latter
-  # with a warning (a less clear message, not a silent success).
-  local pat="(SSL|TLS|certificate|handshake|not connected|reset by peer)"
+  # the host and the cause. With TLS 1.3 the server's alert can arrive after libcurl considers
+  # the handshake done, so libcurl sees either "alert bad certificate" or only a dead connection;
+  # the transport then says the server closed the TLS connection and points at `client`.
+  local pat="(SSL|TLS|certificate)"
   sir_expect_fail "$M.*$pat" \
     sir_copy --retries 0 --hosts-dir "$W/nocert.d" "docker://$M/mtls/img:t1" "oci:$W/x:t1"
-  grep -Eq "SSL|TLS|certificate" "$W/expect-fail.err" || si_warn "pull without a client cert: no TLS wording"
   sir_expect_fail "$M.*$pat" \
     sir_copy --retries 0 --hosts-dir "$W/nocert.d" "oci:$W/img:t1" "docker://$M/mtls/img:t2"
-  grep -Eq "SSL|TLS|certificate" "$W/expect-fail.err" || si_warn "push without a client cert: no TLS wording"
 }
 si_step "a registry requiring client certificates: hosts.toml client pair works, none fails" step_mtls
 
