@@ -3,21 +3,25 @@
 namespace snapimport::unpack {
 namespace {
 
-// Small enough that a block is still in L2 when it is hashed, parsed and written out, large
-// enough that per-block overhead (callbacks, syscalls) disappears.
-constexpr size_t kInBlock = 128 << 10;
-constexpr size_t kOutBlock = 256 << 10;
+// Small enough that a block is still in L2 when it is hashed, parsed and written out, large enough
+// that per-block overhead (locking, callbacks, syscalls) disappears. The ring lengths let each
+// stage run a few blocks ahead of the next, which is what lets the scheduler keep both cores busy:
+// 16 x 128 KiB + 16 x 256 KiB = 6 MiB in flight.
+constexpr size_t kInBlock = 128 << 10, kInBlocks = 16;
+constexpr size_t kOutBlock = 256 << 10, kOutBlocks = 16;
+
+constexpr size_t kHasher = 0, kCaller = 1;
 
 }  // namespace
 
 LayerStream::LayerStream(Source& src, Compression compression, uint64_t maxUncompressedBytes,
                          const std::atomic<bool>* cancel, bool hashCompressed)
     : src_(src),
-      compression_(compression),
       maxUncompressedBytes_(maxUncompressedBytes),
       cancel_(cancel),
-      out_(kOutBlock),
-      hashCompressed_(hashCompressed) {
+      hashCompressed_(hashCompressed),
+      in_(compression == Compression::None ? 0 : kInBlocks, kInBlock, 1),
+      out_(kOutBlocks, kOutBlock, 2) {
   switch (compression) {
     case Compression::None:
       break;
@@ -28,69 +32,170 @@ LayerStream::LayerStream(Source& src, Compression compression, uint64_t maxUncom
       decompressor_ = makeZstdDecompressor();
       break;
   }
-  if (decompressor_) in_.resize(kInBlock);
+  try {
+    hasher_ = std::thread([this] { hash(); });
+    if (decompressor_) {
+      inflater_ = std::thread([this] { inflate(); });
+      reader_ = std::thread([this] { readCompressed(); });
+    } else {
+      reader_ = std::thread([this] { readPlain(); });
+    }
+  } catch (...) {
+    joinAll();  // a joinable std::thread must not be destroyed
+    throw;
+  }
+}
+
+LayerStream::~LayerStream() { joinAll(); }
+
+void LayerStream::joinAll() noexcept {
+  in_.stop();
+  out_.stop();
+  for (auto* t : {&reader_, &inflater_, &hasher_}) {
+    if (t->joinable()) t->join();
+  }
 }
 
 void LayerStream::checkCancel() const {
   if (cancel_ && cancel_->load(std::memory_order_relaxed)) {
-    throw Cancelled("unpack cancelled after " + std::to_string(compressedBytes_) +
+    throw Cancelled("unpack cancelled after " + std::to_string(compressedBytes_.load()) +
                     " compressed bytes");
   }
 }
 
-void LayerStream::account(std::span<const uint8_t> out) {
-  uncompressedBytes_ += out.size();
+size_t LayerStream::readSource(void* buf, size_t len) {
+  checkCancel();
+  size_t n = src_.read(buf, len);
+  compressedBytes_ += n;
+  return n;
+}
+
+void LayerStream::account(size_t n) {
+  uncompressedBytes_ += n;
   if (uncompressedBytes_ > maxUncompressedBytes_) {
     throw LimitExceeded("layer expands beyond the limit of " +
                         std::to_string(maxUncompressedBytes_) + " uncompressed bytes (after " +
-                        std::to_string(compressedBytes_) + " compressed bytes)");
+                        std::to_string(compressedBytes_.load()) + " compressed bytes)");
   }
-  tarHash_.update(out.data(), out.size());
+}
+
+void LayerStream::readCompressed() {
+  try {
+    for (;;) {
+      std::span<uint8_t> block = in_.acquire();
+      if (block.empty()) return;  // stopped
+      size_t n = readSource(block.data(), block.size());
+      if (n == 0) break;
+      if (hashCompressed_) compressedHash_.update(block.data(), n);
+      in_.publish(n);
+    }
+    if (hashCompressed_) compressedDigest_ = compressedHash_.digest();
+    in_.close();
+  } catch (...) {
+    in_.close(std::current_exception());
+  }
+}
+
+void LayerStream::readPlain() {
+  // The blob is the tar: no inflater, and the hasher's digest serves as both digests.
+  try {
+    for (bool end = false; !end;) {
+      std::span<uint8_t> block = out_.acquire();
+      if (block.empty()) return;  // stopped
+      size_t size = 0;
+      while (size < block.size()) {
+        size_t n = readSource(block.data() + size, block.size() - size);
+        if (n == 0) {
+          end = true;
+          break;
+        }
+        size += n;
+        account(n);
+      }
+      if (size > 0) out_.publish(size);
+    }
+    out_.close();
+  } catch (...) {
+    out_.close(std::current_exception());
+  }
+}
+
+void LayerStream::inflate() {
+  try {
+    std::span<const uint8_t> pending;
+    bool holding = false, inputDone = false, ended = false;
+    while (!ended) {
+      std::span<uint8_t> block = out_.acquire();
+      if (block.empty()) return;  // stopped
+      size_t size = 0;
+      while (size < block.size()) {
+        if (pending.empty() && !inputDone) {
+          if (holding) in_.release(0);
+          pending = in_.wait(0);  // rethrows the reader's error
+          holding = !pending.empty();
+          if (!holding) {
+            if (in_.stopped()) return;
+            inputDone = true;
+          }
+        }
+        size_t before = pending.size();
+        size_t produced = decompressor_->decompress(pending, block.subspan(size));
+        size += produced;
+        account(produced);
+        if (produced > 0) continue;
+        if (inputDone && pending.empty()) {
+          decompressor_->finish();  // throws on a truncated stream
+          ended = true;
+          break;
+        }
+        if (!pending.empty() && pending.size() == before) {
+          throw UnpackError("decompressor made no progress at compressed offset " +
+                            std::to_string(compressedBytes_.load() - pending.size()));
+        }
+        checkCancel();  // a long run of input that inflates to nothing (empty
+                        // deflate blocks)
+      }
+      if (size > 0) out_.publish(size);
+    }
+    out_.close();
+  } catch (...) {
+    out_.close(std::current_exception());
+  }
+}
+
+void LayerStream::hash() {
+  try {
+    for (;;) {
+      std::span<const uint8_t> block = out_.wait(kHasher);
+      if (block.empty()) break;
+      tarHash_.update(block.data(), block.size());
+      out_.release(kHasher);
+    }
+    if (!out_.stopped()) diffId_ = tarHash_.digest();
+  } catch (...) {
+    // The stream failed in front of us; the caller gets the same error from its own wait.
+  }
 }
 
 std::span<const uint8_t> LayerStream::next() {
-  if (done_) return {};
-  checkCancel();
-  if (!decompressor_) {
-    // Uncompressed layer: the blob is the tar, so one hash serves as both digests.
-    size_t n = src_.read(out_.data(), out_.size());
-    if (n == 0) {
-      done_ = true;
-      return {};
-    }
-    compressedBytes_ += n;
-    std::span<const uint8_t> block(out_.data(), n);
-    account(block);
+  if (finished_) return {};
+  if (cancel_ && cancel_->load(std::memory_order_relaxed)) throw Cancelled("unpack cancelled");
+  if (holding_) {
+    out_.release(kCaller);
+    holding_ = false;
+  }
+  std::span<const uint8_t> block = out_.wait(kCaller);  // rethrows a stage's error
+  if (!block.empty()) {
+    holding_ = true;
     return block;
   }
-  for (;;) {
-    if (pending_.empty() && !sourceDone_) {
-      size_t n = src_.read(in_.data(), in_.size());
-      if (n == 0) {
-        sourceDone_ = true;
-      } else {
-        compressedBytes_ += n;
-        if (hashCompressed_) compressedHash_.update(in_.data(), n);
-        pending_ = std::span<const uint8_t>(in_.data(), n);
-      }
-    }
-    size_t before = pending_.size();
-    size_t produced = decompressor_->decompress(pending_, out_);
-    if (produced > 0) {
-      std::span<const uint8_t> block(out_.data(), produced);
-      account(block);
-      return block;
-    }
-    if (sourceDone_ && pending_.empty()) {
-      decompressor_->finish();
-      done_ = true;
-      return {};
-    }
-    if (!pending_.empty() && pending_.size() == before) {
-      throw UnpackError("decompressor made no progress at compressed offset " +
-                        std::to_string(compressedBytes_ - pending_.size()));
-    }
+  // The end: wait for the hasher to finish the diff_id; joining also publishes every stage's
+  // counters and digests to this thread.
+  for (auto* t : {&reader_, &inflater_, &hasher_}) {
+    if (t->joinable()) t->join();
   }
+  finished_ = true;
+  return {};
 }
 
 void LayerStream::drain() {
@@ -98,16 +203,9 @@ void LayerStream::drain() {
   }
 }
 
-std::string LayerStream::compressedDigest() {
-  if (!decompressor_) return diffId();
-  if (!hashCompressed_) return {};
-  if (compressedDigest_.empty()) compressedDigest_ = compressedHash_.digest();
+std::string LayerStream::compressedDigest() const {
+  if (!decompressor_) return diffId_;
   return compressedDigest_;
-}
-
-std::string LayerStream::diffId() {
-  if (diffId_.empty()) diffId_ = tarHash_.digest();
-  return diffId_;
 }
 
 }  // namespace snapimport::unpack

@@ -224,6 +224,17 @@ LayerWriter::Existing LayerWriter::clearLeaf(int parent, std::string_view path,
   return isWhiteoutDevice(st) ? Existing::Whiteout : Existing::Other;
 }
 
+template <class Create>
+int LayerWriter::createFresh(int parent, std::string_view path, std::string_view leaf,
+                             Create create) {
+  int rc = create();
+  if (rc < 0 && errno == EEXIST) {
+    clearLeaf(parent, path, leaf, false);
+    rc = create();
+  }
+  return rc;
+}
+
 void LayerWriter::setOpaque(int dirfd, std::string_view path) {
   if (::fsetxattr(dirfd, opaqueXattr(opts_.userxattr), "y", 1, 0) != 0) {
     throwSys(std::string("cannot set ") + opaqueXattr(opts_.userxattr) + " on", path);
@@ -261,9 +272,13 @@ void LayerWriter::writeWhiteout(std::string_view parent, std::string_view target
 void LayerWriter::writeDirectory(int parent, const std::string& path, std::string_view leaf,
                                  struct archive_entry* e) {
   std::string l(leaf);
-  Existing existing = clearLeaf(parent, path, leaf, true);
-  if (existing != Existing::Dir) {
-    if (::mkdirat(parent, l.c_str(), 0700) != 0) throwSys("cannot create directory", path);
+  Existing existing = Existing::None;
+  if (::mkdirat(parent, l.c_str(), 0700) != 0) {
+    if (errno != EEXIST) throwSys("cannot create directory", path);
+    existing = clearLeaf(parent, path, leaf, true);
+    if (existing != Existing::Dir && ::mkdirat(parent, l.c_str(), 0700) != 0) {
+      throwSys("cannot create directory", path);
+    }
   }
   Fd d(::openat(parent, l.c_str(), kDirFlags));
   if (!d) throwSys("cannot open directory", path);
@@ -283,8 +298,9 @@ void LayerWriter::writeRegular(struct archive* a, int parent, std::string_view p
     throw UnpackError("sparse files are refused (image-spec: sparse files SHOULD NOT be used)");
   }
   std::string l(leaf);
-  clearLeaf(parent, path, leaf, false);
-  Fd f(::openat(parent, l.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  Fd f(createFresh(parent, path, leaf, [&] {
+    return ::openat(parent, l.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  }));
   if (!f) throwSys("cannot create file", path);
   int64_t expected = 0;
   for (;;) {
@@ -323,8 +339,10 @@ void LayerWriter::writeSymlink(int parent, std::string_view path, std::string_vi
   std::string target = stringOf(archive_entry_symlink(e), archive_entry_symlink_utf8(e));
   if (target.empty()) throw UnpackError("symlink with an empty target");
   std::string l(leaf);
-  clearLeaf(parent, path, leaf, false);
-  if (::symlinkat(target.c_str(), parent, l.c_str()) != 0) throwSys("cannot create symlink", path);
+  if (createFresh(parent, path, leaf,
+                  [&] { return ::symlinkat(target.c_str(), parent, l.c_str()); }) != 0) {
+    throwSys("cannot create symlink", path);
+  }
   applyAtMetadata(parent, path, leaf, e, false);
 }
 
@@ -374,8 +392,10 @@ void LayerWriter::writeSpecial(int parent, std::string_view path, std::string_vi
     dev = makedev(major, minor);
   }
   std::string l(leaf);
-  clearLeaf(parent, path, leaf, false);
-  if (::mknodat(parent, l.c_str(), type | 0600, dev) != 0) throwSys("cannot create node", path);
+  if (createFresh(parent, path, leaf,
+                  [&] { return ::mknodat(parent, l.c_str(), type | 0600, dev); }) != 0) {
+    throwSys("cannot create node", path);
+  }
   applyAtMetadata(parent, path, leaf, e, true);
 }
 

@@ -53,6 +53,11 @@ class LayerWriter {
   // nullptr when the parent is (through this layer) not a directory: the whiteout is moot.
   std::shared_ptr<Fd> whiteoutParentDir(std::string_view parent);
   Existing clearLeaf(int parent, std::string_view path, std::string_view leaf, bool keepDir);
+  // Runs `create` (an O_EXCL-style call that fails with EEXIST rather than following anything);
+  // only if the name is taken does it clear the leaf and try once more. Most names in a layer are
+  // new, so this saves the stat a clear-then-create would cost on every entry.
+  template <class Create>
+  int createFresh(int parent, std::string_view path, std::string_view leaf, Create create);
   void writeWhiteout(std::string_view parent, std::string_view target, struct archive_entry* e);
   void setOpaque(int dirfd, std::string_view path);
   void writeDirectory(int parent, const std::string& path, std::string_view leaf,

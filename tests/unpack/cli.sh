@@ -23,6 +23,9 @@ grep -q "media_type=application/vnd.oci.image.layer.v1.tar+zstd" <<<"$out" || fa
 
 out=$("$bin" unpack --no-sync --media-type gzip - from-stdin <layer.tgz)
 grep -qx "diff_id=$want" <<<"$out" || fail "stdin: $out"
+! grep -q "compressed_digest=" <<<"$out" || fail "compressed digest printed without --compressed-digest"
+out=$("$bin" unpack --no-sync --compressed-digest --media-type gzip - digest <layer.tgz)
+grep -qx "diff_id=$want" <<<"$out" || fail "--compressed-digest: $out"
 grep -qx "compressed_digest=sha256:$(sha256sum <layer.tgz | cut -d' ' -f1)" <<<"$out" || fail "stdin digest"
 
 set +e
