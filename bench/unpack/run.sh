@@ -8,9 +8,23 @@
 #   large  a realistic layer: files from this machine's /usr, up to $BENCH_LARGE_MIB MiB of tar
 #   small  $BENCH_SMALL_FILES small files (0.5-8 KiB, text-like) in directories of 100
 # Both are compressed with `gzip -6`, the level Go's compress/gzip (docker, buildkit) uses.
-# Every tool runs $BENCH_ROUNDS times per layer with a `sync` before each run; the best time
-# counts. snapimport runs with --no-sync like tar; one extra run shows the cost of its syncfs.
-# Peak RSS of snapimport is measured with /usr/bin/time. Needs root (tar -x keeps owners).
+#
+# Rows:
+#   snapimport unpack                      what the importer's unpack stage does: inflate, diff_id
+#                                          sha256, tar parse, confined writes (the registry client
+#                                          verifies the compressed digest on its own)
+#   snapimport unpack --compressed-digest  plus a sha256 of the compressed blob
+#   igzip -dc | tar -x, gzip -dc | tar -x  two processes and a pipe, no digests at all
+# All run with --no-sync like tar; one extra run per layer shows the cost of snapimport's syncfs.
+#
+# Method: $BENCH_ROUNDS rounds; in each, every tool extracts once, in a rotating order, into its
+# own new directory; the best time per tool counts. Nothing is deleted while a round runs: on
+# ext4 without a journal, inodes freed in the last minute are skipped by the allocator one by
+# one, so a big `rm -rf` just before a timed run made the next run several times slower. By
+# default (BENCH_FS=ext4) each round gets a fresh ext4 file system on a loop device (direct I/O,
+# so no double caching) and the whole round lands on equal ground; BENCH_FS=dir uses
+# $BENCH_WORK itself, BENCH_FS=tmpfs a tmpfs (CPU cost only, no disk). Peak RSS of snapimport is
+# measured with /usr/bin/time. Needs root (tar -x keeps owners; loop devices).
 set -euo pipefail
 bin=${SNAPIMPORT_BIN:?SNAPIMPORT_BIN must point at the snapimport binary}
 work=${BENCH_WORK:-/var/tmp/snapimport-unpack-bench}
@@ -18,13 +32,22 @@ large_mib=${BENCH_LARGE_MIB:-1024}
 small_files=${BENCH_SMALL_FILES:-100000}
 rounds=${BENCH_ROUNDS:-3}
 layers=${BENCH_LAYERS:-large small}
+fs=${BENCH_FS:-ext4}
 if [ "$(id -u)" -ne 0 ]; then echo "bench: needs root, skipping" >&2; exit 77; fi
-for t in igzip gzip tar python3 /usr/bin/time; do
+for t in igzip gzip tar python3 bc /usr/bin/time; do
   command -v "$t" >/dev/null || { echo "bench: $t missing (scripts/setup.sh installs it)" >&2; exit 77; }
 done
 mkdir -p "$work"
 bin=$(readlink -f "$bin")
 cd "$work"
+mnt=$work/mnt
+loopdev=""
+cleanup() {
+  if mountpoint -q "$mnt" 2>/dev/null; then umount "$mnt"; fi
+  if [ -n "$loopdev" ]; then losetup -d "$loopdev" 2>/dev/null || true; fi
+  rm -f "$work/fs.img"
+}
+trap cleanup EXIT
 
 make_large() {
   [ -s "large-$large_mib.tgz" ] && return
@@ -63,27 +86,60 @@ PY
   rm -rf small-src
 }
 
-# Seconds (wall) of one run of "$@" into a fresh ./dest.
+# A fresh place for one round's extractions, big enough for all of them ($1 bytes, $2 inodes).
+round_dir() {
+  local bytes=$1 inodes=$2
+  cleanup
+  loopdev=""
+  case $fs in
+    ext4)
+      truncate -s $((bytes + (256 << 20))) "$work/fs.img"
+      mkfs.ext4 -q -F -N "$inodes" -E lazy_itable_init=0,lazy_journal_init=0 "$work/fs.img"
+      if ! loopdev=$(losetup --direct-io=on -f --show "$work/fs.img" 2>/dev/null); then
+        echo "bench: no loop device here; falling back to BENCH_FS=dir" >&2
+        rm -f "$work/fs.img"
+        loopdev="" fs=dir
+        round_dir "$bytes" "$inodes"
+        return
+      fi
+      mkdir -p "$mnt" && mount "$loopdev" "$mnt"
+      ;;
+    tmpfs)
+      mkdir -p "$mnt" && mount -t tmpfs -o size=$((bytes + (256 << 20))),nr_inodes=$inodes tmpfs "$mnt"
+      ;;
+    dir)
+      mkdir -p "$mnt" && rm -rf "${mnt:?}"/*
+      ;;
+    *) echo "bench: unknown BENCH_FS=$fs (ext4, tmpfs or dir)" >&2; exit 2 ;;
+  esac
+}
+
+tools=(snap snap_cd igzip_tar gzip_tar)
+declare -A label=(
+  [snap]="snapimport unpack"
+  [snap_cd]="snapimport --compressed-digest"
+  [snap_sync]="snapimport unpack (syncfs)"
+  [igzip_tar]="igzip -dc | tar -x"
+  [gzip_tar]="gzip -dc | tar -x"
+)
+run_tool() {  # tool layer-file dest
+  case $1 in
+    snap) "$bin" unpack --no-sync --media-type gzip "$2" "$3" ;;
+    snap_cd) "$bin" unpack --no-sync --compressed-digest --media-type gzip "$2" "$3" ;;
+    snap_sync) "$bin" unpack --media-type gzip "$2" "$3" ;;
+    igzip_tar) igzip -dc "$2" | tar -x -C "$3" ;;
+    gzip_tar) gzip -dc "$2" | tar -x -C "$3" ;;
+  esac
+}
+# Wall seconds of one extraction of layer $2 by tool $1 into the new directory $3.
 timed() {
-  rm -rf dest && mkdir dest && sync
+  mkdir "$3" && sync
   local t0 t1
   t0=$(date +%s.%N)
-  "$@" >/dev/null
+  run_tool "$1" "$2" "$3" >/dev/null
   t1=$(date +%s.%N)
   echo "$t1 - $t0" | bc -l
 }
-best() {  # best of $rounds
-  local b="" t
-  for _ in $(seq "$rounds"); do
-    t=$(timed "$@")
-    if [ -z "$b" ] || [ "$(echo "$t < $b" | bc -l)" = 1 ]; then b=$t; fi
-  done
-  echo "$b"
-}
-snap() { "$bin" unpack --no-sync --media-type gzip "$1" dest; }
-snap_sync() { "$bin" unpack --media-type gzip "$1" dest; }
-igzip_tar() { igzip -dc "$1" | tar -x -C dest; }
-gzip_tar() { gzip -dc "$1" | tar -x -C dest; }
 
 for layer in $layers; do
   case $layer in
@@ -91,27 +147,38 @@ for layer in $layers; do
     small) make_small; file=small-$small_files.tgz ;;
     *) echo "bench: unknown layer $layer" >&2; exit 2 ;;
   esac
-  rm -rf dest && mkdir dest
-  stats=$("$bin" unpack --no-sync --media-type gzip "$file" dest)
-  bytes=$(sed -n 's/^uncompressed_bytes=//p' <<<"$stats")
-  entries=$(sed -n 's/^entries=//p' <<<"$stats")
-  rm -rf dest && mkdir dest
-  rss_kib=$( { /usr/bin/time -f '%M' "$bin" unpack --no-sync --media-type gzip "$file" dest >/dev/null; } 2>&1 | tail -1)
-  t_snap=$(best snap "$file")
-  t_sync=$(timed snap_sync "$file")
-  t_igzip=$(best igzip_tar "$file")
-  t_gzip=$(best gzip_tar "$file")
-  rm -rf dest
+  file=$work/$file
+  # One untimed run for the layer's statistics and snapimport's peak RSS.
+  mkdir -p stats && rm -rf stats/dest
+  rss_kib=$( { /usr/bin/time -f '%M' "$bin" unpack --no-sync --media-type gzip "$file" stats/dest >stats/out; } 2>&1 | tail -1)
+  bytes=$(sed -n 's/^uncompressed_bytes=//p' stats/out)
+  entries=$(sed -n 's/^entries=//p' stats/out)
+  rm -rf stats
+  declare -A best=()
+  n=${#tools[@]}
+  for r in $(seq 0 $((rounds - 1))); do
+    extra=0
+    [ "$r" = 0 ] && extra=1  # the syncfs run
+    round_dir $(((n + extra) * (bytes + bytes / 8 + (entries << 12)))) $(((n + extra) * (entries + 100) + 1000))
+    order=()
+    for i in $(seq 0 $((n - 1))); do order+=("${tools[$(((i + r) % n))]}"); done
+    for t in "${order[@]}"; do
+      s=$(timed "$t" "$file" "$mnt/$t")
+      if [ -z "${best[$t]:-}" ] || [ "$(echo "$s < ${best[$t]}" | bc -l)" = 1 ]; then best[$t]=$s; fi
+    done
+    if [ "$r" = 0 ]; then best[snap_sync]=$(timed snap_sync "$file" "$mnt/snap_sync"); fi
+  done
+  cleanup
   mib=$(echo "$bytes / 1048576" | bc -l)
   echo
-  printf 'layer %s: %s, %.0f MiB compressed, %.0f MiB tar, %d entries, best of %d\n' "$layer" "$file" \
-    "$(echo "$(stat -c %s "$file") / 1048576" | bc -l)" "$mib" "$entries" "$rounds"
-  printf '  %-28s %8s %10s %11s %8s\n' tool seconds "MiB/s" "files/s" "time/snap"
-  for row in "snapimport unpack:$t_snap" "snapimport unpack (syncfs):$t_sync" \
-             "igzip -dc | tar -x:$t_igzip" "gzip -dc | tar -x:$t_gzip"; do
-    name=${row%%:*} t=${row##*:}
-    printf '  %-28s %8.2f %10.1f %11.0f %7.2fx\n' "$name" "$t" "$(echo "$mib / $t" | bc -l)" \
-      "$(echo "$entries / $t" | bc -l)" "$(echo "$t / $t_snap" | bc -l)"
+  printf 'layer %s: %s, %.0f MiB compressed, %.0f MiB tar, %d entries, best of %d, on %s\n' "$layer" \
+    "$(basename "$file")" "$(echo "$(stat -c %s "$file") / 1048576" | bc -l)" "$mib" "$entries" "$rounds" "$fs"
+  printf '  %-32s %8s %10s %11s %10s\n' tool seconds "MiB/s" "files/s" "time/snap"
+  for t in snap snap_cd snap_sync igzip_tar gzip_tar; do
+    s=${best[$t]}
+    printf '  %-32s %8.2f %10.1f %11.0f %9.2fx\n' "${label[$t]}" "$s" "$(echo "$mib / $s" | bc -l)" \
+      "$(echo "$entries / $s" | bc -l)" "$(echo "$s / ${best[snap]}" | bc -l)"
   done
   printf '  snapimport peak RSS: %.1f MiB\n' "$(echo "$rss_kib / 1024" | bc -l)"
+  unset best
 done

@@ -6,6 +6,7 @@
 #include <sys/xattr.h>
 
 #include <atomic>
+#include <random>
 
 #include "LayerFixture.h"
 #include "TarBuilder.h"
@@ -409,6 +410,66 @@ TEST_F(Unpacker, CancelRemovesEverything) {
   opts.cancel = &cancel;
   EXPECT_THROW(unpack::unpackLayer(src, kTar, root_, opts), unpack::Cancelled);
   EXPECT_TRUE(rootEmpty());
+}
+
+// Several MiB: the reader, inflater, hasher and writer run on their own threads over rings of a
+// few MiB, so this wraps both rings many times, with source chunks that never line up with
+// blocks, and checks both digests and the bytes on disk.
+TEST_F(Unpacker, PipelineWrapsItsRingsAndKeepsBothDigests) {
+  std::mt19937 rng(42);
+  std::string big(9 << 20, '\0');
+  for (auto& c : big) c = static_cast<char>(rng() & 0x3f);  // compressible, not trivially
+  TarBuilder b;
+  b.file("big", big);
+  for (int i = 0; i < 500; ++i) b.file("small/f" + std::to_string(i), std::to_string(i));
+  std::string tar = b.finish();
+  int n = 0;
+  for (auto [blob, media] : {std::pair{tar, kTar}, {gzip(tar), kTarGzip}, {zstd(tar), kTarZstd}}) {
+    SCOPED_TRACE(media);
+    // A directory per round: deleting thousands of files right before creating as many again is
+    // slow on some file systems, and unrelated to what this checks.
+    auto dir = tmp_.path() / ("out" + std::to_string(n++));
+    std::filesystem::create_directory(dir);
+    MemorySource src(blob, 4097);
+    auto res = unpack::unpackLayer(src, media, dir, quiet());
+    EXPECT_EQ(res.diffId, sha256(tar));
+    EXPECT_EQ(res.compressedDigest, sha256(blob));
+    EXPECT_EQ(res.compressedBytes, blob.size());
+    EXPECT_EQ(res.uncompressedBytes, tar.size());
+    EXPECT_EQ(res.entries, 501u);
+    EXPECT_TRUE(slurp(dir / "big") == big) << "big file differs";
+    EXPECT_EQ(slurp(dir / "small" / "f499"), "499");
+  }
+}
+
+// A tar error early in a long layer: the writer stops, the other stages are stopped and joined
+// instead of reading the rest of the blob, and nothing stays behind.
+TEST_F(Unpacker, TarErrorStopsTheWholePipeline) {
+  class CountingSource : public MemorySource {
+   public:
+    using MemorySource::MemorySource;
+    size_t read(void* buf, size_t len) override {
+      size_t n = MemorySource::read(buf, len);
+      total += n;
+      return n;
+    }
+    std::atomic<size_t> total{0};
+  };
+  std::string tar = TarBuilder().file("a", std::string(100000, 'a')).finish();
+  tar.resize(tar.size() - 1024);  // drop the end-of-archive blocks
+  std::mt19937 rng(7);
+  std::string noise(24 << 20, '\0');  // random: no valid header checksum, and gzip can't shrink it
+  for (auto& c : noise) c = static_cast<char>(rng());
+  tar += noise;
+  for (const char* media : {kTar, kTarGzip}) {
+    SCOPED_TRACE(media);
+    std::string blob = media == kTar ? tar : gzip(tar);
+    CountingSource src(blob, 65536);
+    EXPECT_THROW(unpack::unpackLayer(src, media, root_, quiet()), UnpackError);
+    EXPECT_TRUE(rootEmpty());
+    EXPECT_LT(src.total.load(), blob.size()) << "the reader went on to the end after the error";
+  }
+  expectOutsideUntouched();
 }
 
 TEST_F(Unpacker, SourceErrorsPropagateUnchanged) {
