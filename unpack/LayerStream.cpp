@@ -12,6 +12,18 @@ constexpr size_t kOutBlock = 256 << 10, kOutBlocks = 16;
 
 constexpr size_t kHasher = 0, kCaller = 1;
 
+// Runs a producing stage: `body` returns true when it reached the end of the stream (the ring is
+// then closed), false when the ring was stopped under it; an exception is handed to the ring's
+// consumers, to surface behind the blocks published before it.
+template <class Body>
+void produceInto(BlockRing& ring, Body body) {
+  try {
+    if (body()) ring.close();
+  } catch (...) {
+    ring.close(std::current_exception());
+  }
+}
+
 }  // namespace
 
 LayerStream::LayerStream(Source& src, Compression compression, uint64_t maxUncompressedBytes,
@@ -80,28 +92,26 @@ void LayerStream::account(size_t n) {
 }
 
 void LayerStream::readCompressed() {
-  try {
+  produceInto(in_, [this] {
     for (;;) {
       std::span<uint8_t> block = in_.acquire();
-      if (block.empty()) return;  // stopped
+      if (block.empty()) return false;  // stopped
       size_t n = readSource(block.data(), block.size());
       if (n == 0) break;
       if (hashCompressed_) compressedHash_.update(block.data(), n);
       in_.publish(n);
     }
     if (hashCompressed_) compressedDigest_ = compressedHash_.digest();
-    in_.close();
-  } catch (...) {
-    in_.close(std::current_exception());
-  }
+    return true;
+  });
 }
 
 void LayerStream::readPlain() {
   // The blob is the tar: no inflater, and the hasher's digest serves as both digests.
-  try {
+  produceInto(out_, [this] {
     for (bool end = false; !end;) {
       std::span<uint8_t> block = out_.acquire();
-      if (block.empty()) return;  // stopped
+      if (block.empty()) return false;  // stopped
       size_t size = 0;
       while (size < block.size()) {
         size_t n = readSource(block.data() + size, block.size() - size);
@@ -114,19 +124,17 @@ void LayerStream::readPlain() {
       }
       if (size > 0) out_.publish(size);
     }
-    out_.close();
-  } catch (...) {
-    out_.close(std::current_exception());
-  }
+    return true;
+  });
 }
 
 void LayerStream::inflate() {
-  try {
+  produceInto(out_, [this] {
     std::span<const uint8_t> pending;
     bool holding = false, inputDone = false, ended = false;
     while (!ended) {
       std::span<uint8_t> block = out_.acquire();
-      if (block.empty()) return;  // stopped
+      if (block.empty()) return false;  // stopped
       size_t size = 0;
       while (size < block.size()) {
         if (pending.empty() && !inputDone) {
@@ -134,7 +142,7 @@ void LayerStream::inflate() {
           pending = in_.wait(0);  // rethrows the reader's error
           holding = !pending.empty();
           if (!holding) {
-            if (in_.stopped()) return;
+            if (in_.stopped()) return false;
             inputDone = true;
           }
         }
@@ -152,15 +160,12 @@ void LayerStream::inflate() {
           throw UnpackError("decompressor made no progress at compressed offset " +
                             std::to_string(compressedBytes_.load() - pending.size()));
         }
-        checkCancel();  // a long run of input that inflates to nothing (empty
-                        // deflate blocks)
+        checkCancel();  // a long run of input that inflates to nothing (empty deflate blocks)
       }
       if (size > 0) out_.publish(size);
     }
-    out_.close();
-  } catch (...) {
-    out_.close(std::current_exception());
-  }
+    return true;
+  });
 }
 
 void LayerStream::hash() {
