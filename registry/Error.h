@@ -19,13 +19,17 @@ enum class ErrorKind {
   Io,            // local files
 };
 
+// Transport code of a TLS connection the server closed after the handshake, before answering.
+inline constexpr const char* kTlsClosedCode = "tls-closed";
+
 class Error : public std::runtime_error {
  public:
   Error(ErrorKind kind, const std::string& message, long httpStatus = 0, std::string code = {})
       : std::runtime_error(message), kind_(kind), status_(httpStatus), code_(std::move(code)) {}
   ErrorKind kind() const { return kind_; }
   long httpStatus() const { return status_; }
-  // The registry's error code ("DENIED", "MANIFEST_UNKNOWN"), empty when there was none.
+  // The registry's error code ("DENIED", "MANIFEST_UNKNOWN"); for Transport errors the libcurl
+  // result number ("7", "28") or kTlsClosedCode; empty when there was none.
   const std::string& code() const { return code_; }
 
  private:

@@ -484,17 +484,22 @@ class CurlStream : public HttpStream {
     // after the handshake looks complete to us, so libcurl reports only a dead connection. Say
     // what that almost always means instead of leaving the reader with a socket error.
     bool tls = request_.url.rfind("https://", 0) == 0;
-    bool deadRightAway = status_ == 0 && (result_ == CURLE_RECV_ERROR || result_ == CURLE_SEND_ERROR ||
-                                          result_ == CURLE_GOT_NOTHING);
+    bool deadRightAway =
+        status_ == 0 && (result_ == CURLE_RECV_ERROR || result_ == CURLE_SEND_ERROR ||
+                         result_ == CURLE_GOT_NOTHING);
     if (tls && deadRightAway) {
       why += request_.tls.clientCert.empty()
                  ? " (the server closed the TLS connection before answering: if this registry "
                    "requires a client certificate, configure `client` for it in hosts.toml)"
                  : " (the server closed the TLS connection before answering: it may have refused "
-                   "the client certificate " + request_.tls.clientCert + ")";
+                   "the client certificate " +
+                       request_.tls.clientCert + ")";
     }
+    // The code says which libcurl failure it was, so the client can tell what waiting may heal.
+    std::string code =
+        tls && deadRightAway ? kTlsClosedCode : std::to_string(static_cast<int>(result_));
     throw Error(ErrorKind::Transport, request_.method + " " + redactUrl(request_.url) + ": " + why,
-                0, std::to_string(static_cast<int>(result_)));
+                0, code);
   }
 
   void cleanup() {

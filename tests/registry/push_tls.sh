@@ -84,6 +84,14 @@ TOML
     sir_copy --retries 0 --hosts-dir "$W/nocert.d" "docker://$M/mtls/img:t1" "oci:$W/x:t1"
   sir_expect_fail "$M.*$pat" \
     sir_copy --retries 0 --hosts-dir "$W/nocert.d" "oci:$W/img:t1" "docker://$M/mtls/img:t2"
+  # With the default retries such a refusal is tried once more, not five times with backoff: the
+  # registry logs one TLS handshake error per connection we make.
+  local before after
+  before=$(grep -c 'TLS handshake error' "$SI_WORK/logs/reg-mtls.log" || true)
+  sir_expect_fail "$M.*$pat" sir_copy --hosts-dir "$W/nocert.d" "docker://$M/mtls/img:t1" "oci:$W/z:t1"
+  after=$(grep -c 'TLS handshake error' "$SI_WORK/logs/reg-mtls.log" || true)
+  [ "$before" -gt 0 ] || si_fail "the registry log shows no TLS handshake errors to count"
+  [ $((after - before)) -le 2 ] || si_fail "a refused client certificate was tried $((after - before)) times"
 }
 si_step "a registry requiring client certificates: hosts.toml client pair works, none fails" step_mtls
 
