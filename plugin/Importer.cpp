@@ -43,8 +43,13 @@ namespace {
 // deadline (the transport's stall timeout covers a silent registry; this covers a slow one).
 class CountingSource : public unpack::Source {
  public:
-  CountingSource(unpack::Source& inner, std::string digest, std::chrono::milliseconds timeout)
-      : inner_(inner), digest_(std::move(digest)), timeout_(timeout), start_(std::chrono::steady_clock::now()) {}
+  CountingSource(unpack::Source& inner, std::string digest, std::chrono::milliseconds timeout,
+                 const std::atomic<uint64_t>& written)
+      : inner_(inner),
+        digest_(std::move(digest)),
+        timeout_(timeout),
+        start_(std::chrono::steady_clock::now()),
+        written_(written) {}
   size_t read(void* buf, size_t len) override {
     if (timeout_.count() > 0 && std::chrono::steady_clock::now() - start_ > timeout_) {
       throw FetchError("timeout", "layer " + digest_ + " took longer than the layer timeout of " +
@@ -53,10 +58,15 @@ class CountingSource : public unpack::Source {
     size_t n = inner_.read(buf, len);
     total_ += n;
     metrics::Metrics::daemon().fetchedBytes.Increment(static_cast<double>(n));
-    // Progress is coarse on purpose: one update per 4 MiB keeps the tracker's lock cold.
-    if (total_ - reported_ >= (4u << 20) || n == 0) {
+    // Progress is coarse on purpose: one update per 4 MiB, or per quarter second on a slow
+    // registry, keeps the tracker's lock cold and `snapimport status` still moving.
+    auto now = std::chrono::steady_clock::now();
+    if (total_ - reported_ >= (4u << 20) || now - reportedAt_ >= std::chrono::milliseconds(250) ||
+        n == 0) {
       reported_ = total_;
-      progress::ImportProgress::daemon().layerBytes(digest_, total_, 0);
+      reportedAt_ = now;
+      progress::ImportProgress::daemon().layerBytes(digest_, total_,
+                                                    written_.load(std::memory_order_relaxed));
     }
     return n;
   }
@@ -66,7 +76,9 @@ class CountingSource : public unpack::Source {
   std::string digest_;
   std::chrono::milliseconds timeout_;
   std::chrono::steady_clock::time_point start_;
+  const std::atomic<uint64_t>& written_;  // tar bytes the unpacker's writer has consumed
   uint64_t total_ = 0, reported_ = 0;
+  std::chrono::steady_clock::time_point reportedAt_{};
 };
 
 void removeQuietly(const fs::path& p) {
@@ -198,17 +210,16 @@ void Importer::schedule(const ImportLabels& l, const CachedImage& image) {
       break;
     }
   }
-  bool startProgress = false;
-  {
-    std::lock_guard lock(mu_);
-    auto it = images_.find(l.manifestDigest);
-    if (it != images_.end() && !it->second->progressStarted) {
-      it->second->progressStarted = true;
-      startProgress = true;
-    }
-    for (const auto& d : wanted) ensureJobLocked(l.imageRef, d);
+  std::lock_guard lock(mu_);
+  auto it = images_.find(l.manifestDigest);
+  if (it != images_.end() && !it->second->progressStarted) {
+    it->second->progressStarted = true;
+    // Before any job is queued: a worker may pick one up at once, and its first state change
+    // ("fetching") is dropped for a layer the tracker does not know yet, leaving `snapimport
+    // status` showing it queued for the whole fetch. (ImportProgress is a leaf lock.)
+    progress::ImportProgress::daemon().imageStarted(l.imageRef, l.manifestDigest, all);
   }
-  if (startProgress) progress::ImportProgress::daemon().imageStarted(l.imageRef, l.manifestDigest, all);
+  for (const auto& d : wanted) ensureJobLocked(l.imageRef, d);
 }
 
 Importer::Outcome Importer::importLayer(const ImportLabels& l, const std::string& parent, const store::Labels& labels) {
@@ -383,8 +394,10 @@ void Importer::runJob(Job& job) {
       throw std::runtime_error("create " + (staged / "fs").string());
     }
     auto src = fetcher_->open(job.imageRef, job.desc);
-    CountingSource counting(*src, job.desc.digest, options_.layerTimeout);
+    std::atomic<uint64_t> written{0};
+    CountingSource counting(*src, job.desc.digest, options_.layerTimeout, written);
     unpack::Options opts;
+    opts.progressBytes = &written;
     opts.userxattr = store_->overlayOptions().userxattr;
     opts.limits = options_.limits;
     opts.cancel = &job.cancel;

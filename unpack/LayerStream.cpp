@@ -27,10 +27,12 @@ void produceInto(BlockRing& ring, Body body) {
 }  // namespace
 
 LayerStream::LayerStream(Source& src, Compression compression, uint64_t maxUncompressedBytes,
-                         const std::atomic<bool>* cancel, bool hashCompressed)
+                         const std::atomic<bool>* cancel, bool hashCompressed,
+                         std::atomic<uint64_t>* progressBytes)
     : src_(src),
       maxUncompressedBytes_(maxUncompressedBytes),
       cancel_(cancel),
+      progressBytes_(progressBytes),
       hashCompressed_(hashCompressed),
       in_(compression == Compression::None ? 0 : kInBlocks, kInBlock, 1),
       out_(kOutBlocks, kOutBlock, 2) {
@@ -192,6 +194,7 @@ std::span<const uint8_t> LayerStream::next() {
   std::span<const uint8_t> block = out_.wait(kCaller);  // rethrows a stage's error
   if (!block.empty()) {
     holding_ = true;
+    if (progressBytes_) progressBytes_->fetch_add(block.size(), std::memory_order_relaxed);
     return block;
   }
   // The end: wait for the hasher to finish the diff_id; joining also publishes every stage's

@@ -33,7 +33,8 @@ namespace snapimport::unpack {
 class LayerStream {
  public:
   LayerStream(Source& src, Compression compression, uint64_t maxUncompressedBytes,
-              const std::atomic<bool>* cancel, bool hashCompressed = true);
+              const std::atomic<bool>* cancel, bool hashCompressed = true,
+              std::atomic<uint64_t>* progressBytes = nullptr);
   // Stops every stage and waits for them. A reader blocked inside Source::read is waited for: the
   // source's own stall timeout bounds that, exactly as it bounded the caller's read when everything
   // ran on one thread.
@@ -69,6 +70,7 @@ class LayerStream {
   Source& src_;
   uint64_t maxUncompressedBytes_;
   const std::atomic<bool>* cancel_;
+  std::atomic<uint64_t>* progressBytes_;
   std::unique_ptr<Decompressor> decompressor_;
   bool hashCompressed_;
 

@@ -47,6 +47,10 @@ struct Options {
   bool hashCompressed = true;
   // Polled between entries and between buffers; when set the unpack stops and cleans up.
   const std::atomic<bool>* cancel = nullptr;
+  // When set, advanced (relaxed) by the tar writer as it consumes uncompressed bytes, so a
+  // progress display on another thread can show how far extraction has got. Ends equal to
+  // Result::uncompressedBytes.
+  std::atomic<uint64_t>* progressBytes = nullptr;
 };
 
 struct Result {

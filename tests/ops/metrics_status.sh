@@ -48,16 +48,25 @@ si_step "start containerd (CRI on, snapimport as snapshotter and content store)"
 pull_pid=$!
 samples=0
 running=
+streaming=
 while si_alive "$pull_pid"; do
   out=$("$SNAPIMPORT_BIN" status --admin-address "$ADMIN" 2>&1 || true)
   samples=$((samples + 1))
   # Keep the last sample in flight: it shows the most progress.
   if grep -q "running for" <<<"$out" && grep -q " fetching " <<<"$out"; then running=$out; fi
+  # A layer still fetching (fewer bytes than its size) whose extraction has begun: the unpacker
+  # streams, and status shows it.
+  "$SNAPIMPORT_BIN" status --admin-address "$ADMIN" --json >"$SI_WORK/logs/status-$samples.json" 2>&1 || true
+  if [ -z "$streaming" ] && jq -e '[.images[].layers[] | select(.state == "fetching" and
+      .fetched_bytes < .size and .written_bytes > 0)] | length > 0' "$SI_WORK/logs/status-$samples.json" >/dev/null 2>&1; then
+    streaming=yes
+  fi
   sleep 0.2
 done
 wait "$pull_pid" || fail "snapimport pull failed: $(cat "$SI_WORK/logs/pull.out")"
 grep -q "^1 pulled, 0 failed" "$SI_WORK/logs/pull.out" || fail "snapimport pull did not report success"
 [ -n "$running" ] || fail "none of $samples status samples showed an import in flight"
+[ -n "$streaming" ] || fail "no status sample showed a layer with bytes written while it was still fetching"
 echo "--- snapimport status while the pull ran (one of $samples samples):" >&2
 sed 's/^/    /' <<<"$running" >&2
 grep -q "IMAGE $REF" <<<"$running" || fail "status does not name the image $REF"

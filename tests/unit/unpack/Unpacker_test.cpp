@@ -6,7 +6,9 @@
 #include <sys/xattr.h>
 
 #include <atomic>
+#include <chrono>
 #include <random>
+#include <thread>
 
 #include "LayerFixture.h"
 #include "TarBuilder.h"
@@ -470,6 +472,41 @@ TEST_F(Unpacker, TarErrorStopsTheWholePipeline) {
     EXPECT_LT(src.total.load(), blob.size()) << "the reader went on to the end after the error";
   }
   expectOutsideUntouched();
+}
+
+// progressBytes moves while the layer is still streaming (the source waits, before its end, until
+// the writer has reported something) and ends at the tar size.
+TEST_F(Unpacker, ReportsProgressWhileStreaming) {
+  std::atomic<uint64_t> progress{0};
+  class WaitingSource : public MemorySource {
+   public:
+    WaitingSource(std::string d, const std::atomic<uint64_t>& p)
+        : MemorySource(std::move(d), 65536), p_(p) {}
+    size_t read(void* buf, size_t len) override {
+      size_t n = MemorySource::read(buf, len);
+      if (n == 0) {
+        for (int i = 0; i < 1000 && p_.load() == 0; ++i) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        seenBeforeEnd = p_.load();
+      }
+      return n;
+    }
+    uint64_t seenBeforeEnd = 0;
+
+   private:
+    const std::atomic<uint64_t>& p_;
+  };
+  TarBuilder b;
+  for (int i = 0; i < 40; ++i) b.file("f" + std::to_string(i), std::string(100000, 'p'));
+  std::string tar = b.finish();
+  WaitingSource src(gzip(tar), progress);
+  auto opts = quiet();
+  opts.progressBytes = &progress;
+  auto res = unpack::unpackLayer(src, kTarGzip, root_, opts);
+  EXPECT_GT(src.seenBeforeEnd, 0u);
+  EXPECT_EQ(progress.load(), res.uncompressedBytes);
+  EXPECT_EQ(res.uncompressedBytes, tar.size());
 }
 
 TEST_F(Unpacker, SourceErrorsPropagateUnchanged) {
