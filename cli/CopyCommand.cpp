@@ -157,17 +157,8 @@ void addCopyCommand(CLI::App& app) {
   cmd->add_flag("--all,-a", flags->all, "copy every image of an index, and the index itself");
   cmd->add_option("--platform", flags->platform,
                   "OS/ARCH[/VARIANT] to pick from an index (default: this machine)");
-  cmd->add_option("--src-creds", flags->srcEndpoint.creds,
-                  "USER[:PASSWORD] for the source registry");
-  cmd->add_option("--dest-creds", flags->dstEndpoint.creds,
-                  "USER[:PASSWORD] for the destination registry");
-  cmd->add_option("--src-tls-verify", flags->srcEndpoint.tlsVerify,
-                  "verify the source registry's TLS certificate (false also allows plain http)")
-      ->default_str("true");
-  cmd->add_option(
-         "--dest-tls-verify", flags->dstEndpoint.tlsVerify,
-         "verify the destination registry's TLS certificate (false also allows plain http)")
-      ->default_str("true");
+  addEndpointFlags(*cmd, flags->srcEndpoint, "src-", "the source registry");
+  addEndpointFlags(*cmd, flags->dstEndpoint, "dest-", "the destination registry");
   cmd->add_option("--parallel", flags->parallel, "blobs copied at once")->check(CLI::Range(1, 64));
   cmd->add_flag("--quiet,-q", flags->quiet, "no progress output");
   addRegistryFlags(*cmd, flags->registry);

@@ -95,10 +95,7 @@ void addInspectCommand(CLI::App& app) {
   cmd->add_flag("--config", flags->config, "print the image config")->excludes(raw);
   cmd->add_option("--platform", flags->platform,
                   "OS/ARCH[/VARIANT] to pick from an index (default: this machine)");
-  cmd->add_option("--creds", flags->endpoint.creds, "USER[:PASSWORD]");
-  cmd->add_option("--tls-verify", flags->endpoint.tlsVerify,
-                  "verify TLS (false also allows plain http)")
-      ->default_str("true");
+  addEndpointFlags(*cmd, flags->endpoint);
   addRegistryFlags(*cmd, flags->registry);
   cmd->callback([flags] {
     int rc = runInspect(*flags);

@@ -7,6 +7,14 @@
 
 namespace snapimport::cli {
 
+void addEndpointFlags(CLI::App& cmd, EndpointFlags& flags, const std::string& prefix,
+                      const std::string& which) {
+  cmd.add_option("--" + prefix + "creds", flags.creds, "USER[:PASSWORD] for " + which);
+  cmd.add_option("--" + prefix + "tls-verify", flags.tlsVerify,
+                 "verify " + which + "'s TLS certificate (false also allows plain http)")
+      ->default_str("true");
+}
+
 void addRegistryFlags(CLI::App& cmd, RegistryFlags& flags) {
   cmd.add_option("--authfile", flags.authFile,
                  "docker config.json / containers auth.json with credentials");

@@ -22,6 +22,10 @@ struct RegistryFlags {
   std::string logLevel = "warn";
 };
 
+// Adds --<prefix>creds and --<prefix>tls-verify (prefix "" for inspect and tags, "src-" and
+// "dest-" for copy); `which` names the registry in the help text ("the source registry").
+void addEndpointFlags(CLI::App& cmd, EndpointFlags& flags, const std::string& prefix = "",
+                      const std::string& which = "the registry");
 // Adds --authfile, --hosts-dir, --no-progress-timeout, --retries, --log-level.
 void addRegistryFlags(CLI::App& cmd, RegistryFlags& flags);
 registry::ClientOptions clientOptions(const RegistryFlags& flags, const EndpointFlags& endpoint);

@@ -43,10 +43,7 @@ void addTagsCommand(CLI::App& app) {
   cmd->add_option("REPOSITORY", flags->repo, "docker://REPOSITORY")->required();
   cmd->add_option("--page-size", flags->pageSize, "tags per request (default: the registry's)")
       ->check(CLI::Range(1, 10000));
-  cmd->add_option("--creds", flags->endpoint.creds, "USER[:PASSWORD]");
-  cmd->add_option("--tls-verify", flags->endpoint.tlsVerify,
-                  "verify TLS (false also allows plain http)")
-      ->default_str("true");
+  addEndpointFlags(*cmd, flags->endpoint);
   addRegistryFlags(*cmd, flags->registry);
   cmd->callback([flags] {
     int rc = runTags(*flags);
