@@ -16,7 +16,7 @@ USER_NAME=puller
 PASSWORD="pw-$RANDOM$RANDOM-secret"
 HTPASSWD=$SI_WORK/htpasswd
 si_step "write a bcrypt htpasswd file" si_imp_htpasswd "$HTPASSWD" "$USER_NAME" "$PASSWORD"
-si_step "start a registry with htpasswd Basic auth" si_imp_start_registry "$HTPASSWD"
+si_step "start a registry with htpasswd Basic auth" si_start_registry "$HTPASSWD"
 code=$(curl -sS -o /dev/null -w '%{http_code}' "http://$SI_REGISTRY/v2/")
 [ "$code" = 401 ] || fail "the registry answers /v2/ without credentials with $code, want 401"
 code=$(curl -sS -o /dev/null -w '%{http_code}' -u "$USER_NAME:$PASSWORD" "http://$SI_REGISTRY/v2/")

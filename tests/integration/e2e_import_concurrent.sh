@@ -14,7 +14,7 @@ fail() { si_fail "$*"; exit 1; }
 
 si_init_workdir e2e-import-concurrent
 BULK_FILES=${BULK_FILES:-6000}
-si_step "start a registry on 127.0.0.1" si_imp_start_registry
+si_step "start a registry on 127.0.0.1" si_start_registry
 OCI=$SI_WORK/oci
 si_step "build the three-layer base image" si_build_test_image "$OCI" base
 build_images() {

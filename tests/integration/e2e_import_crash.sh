@@ -16,7 +16,7 @@ fail() { si_fail "$*"; exit 1; }
 
 si_init_workdir e2e-import-crash
 BIG_MIB=${BIG_MIB:-64}
-si_step "start a registry on 127.0.0.1" si_imp_start_registry
+si_step "start a registry on 127.0.0.1" si_start_registry
 OCI=$SI_WORK/oci
 REF1=$SI_REGISTRY/test/crash-small:v1
 REF2=$SI_REGISTRY/test/crash-big:v1

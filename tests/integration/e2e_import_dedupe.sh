@@ -16,7 +16,7 @@ fail() { si_fail "$*"; exit 1; }
 si_init_workdir e2e-import-dedupe
 NSPULL=$SI_WORK/nspull
 si_step "build nspull (Go, GOPATH mode)" si_imp_build_nspull "$NSPULL"
-si_step "start a registry on 127.0.0.1" si_imp_start_registry
+si_step "start a registry on 127.0.0.1" si_start_registry
 OCI=$SI_WORK/oci
 REPO=test/dedupe
 REF_A=$SI_REGISTRY/$REPO:a

@@ -1,7 +1,6 @@
 # shellcheck shell=bash
 # Helpers for the importer's integration tests (issue 6), on top of lib.sh. Source lib.sh first.
 #
-#   si_imp_start_registry [HTPASSWD_FILE]  like si_start_registry, optionally with htpasswd Basic auth
 #   si_imp_add_layer OCI TAG NAME [FILES]  add a layer holding /layers/NAME.txt (and FILES more
 #                                          small files under /layers/NAME/) to OCI:TAG
 #   si_imp_start_snapimport [ARGS...]      config (hosts dir, metrics port) + si_start_snapimport
@@ -18,65 +17,6 @@
 #   si_imp_live_ids ROOT                   ids of the snapshot records in ROOT/meta.db, sorted
 
 SI_IMP_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-
-# si_imp_start_registry [HTPASSWD_FILE]: sets SI_REGISTRY, SI_REGISTRY_PORT, SI_REGISTRY_PID and
-# SI_REGISTRY_LOG. The registry logs one access line per request (method, URL, status, user agent).
-si_imp_start_registry() {
-  local htpasswd=${1:-}
-  si_require docker-registry curl
-  local dir=$SI_WORK/registry attempt port auth=""
-  mkdir -p "$dir/data"
-  SI_REGISTRY_LOG=$SI_WORK/logs/registry.log
-  if [ -n "$htpasswd" ]; then
-    auth="auth:
-  htpasswd:
-    realm: snapimport-test
-    path: $htpasswd"
-  fi
-  for attempt in 1 2 3; do
-    port=$(si_free_port)
-    cat >"$dir/config.yml" <<EOF
-version: 0.1
-log:
-  level: info
-  accesslog:
-    disabled: false
-storage:
-  filesystem:
-    rootdirectory: $dir/data
-  delete:
-    enabled: true
-  cache:
-    blobdescriptor: inmemory
-$auth
-http:
-  addr: 127.0.0.1:$port
-  headers:
-    X-Content-Type-Options: [nosniff]
-EOF
-    docker-registry serve "$dir/config.yml" >>"$SI_REGISTRY_LOG" 2>&1 &
-    local pid=$!
-    local deadline=$((SECONDS + 20)) code
-    while si_alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do
-      # With auth, /v2/ answers 401: the registry is up all the same.
-      code=$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v2/" 2>/dev/null || true)
-      if [ "$code" = 200 ] || [ "$code" = 401 ]; then
-        si_track registry "$pid"
-        SI_REGISTRY_PID=$pid
-        # shellcheck disable=SC2034 # for scripts that source this file
-        SI_REGISTRY_PORT=$port
-        SI_REGISTRY=127.0.0.1:$port
-        si_log "registry listening on http://$SI_REGISTRY (pid $pid${htpasswd:+, htpasswd auth})"
-        return 0
-      fi
-      sleep 0.1
-    done
-    si_stop_pid "$pid" registry 2
-    si_warn "registry did not come up on port $port (attempt $attempt)"
-  done
-  tail -n 20 "$SI_REGISTRY_LOG" >&2
-  si_fail "could not start docker-registry"
-}
 
 # si_imp_add_layer OCI TAG NAME [FILES]: one more layer on top of OCI:TAG: /layers/NAME.txt and
 # FILES (default 0) small files /layers/NAME/dNN/fNNNN.

@@ -5,7 +5,7 @@
 # under the work dir and removes it (unless KEEP=1).
 #
 #   si_init_workdir [name]         create $SI_WORK and install the cleanup trap
-#   si_start_registry              distribution registry on 127.0.0.1:<free port> -> $SI_REGISTRY
+#   si_start_registry [HTPASSWD]   distribution registry on 127.0.0.1:<free port> -> $SI_REGISTRY
 #   si_build_test_image DIR TAG    three-layer busybox image in an OCI layout (whiteout + opaque dir)
 #   si_verify_test_image DIR TAG   check the layer tarballs really hold the whiteout entries
 #   si_push_image DIR TAG REF      push an OCI layout tag to the registry (the one place to change)
@@ -339,11 +339,22 @@ si_free_port() {
 # ----------------------------------------------------------------------------------------------
 # registry
 
-# si_start_registry: sets SI_REGISTRY_PORT, SI_REGISTRY (127.0.0.1:PORT), SI_REGISTRY_PID.
+# si_start_registry [HTPASSWD_FILE]: sets SI_REGISTRY_PORT, SI_REGISTRY (127.0.0.1:PORT),
+# SI_REGISTRY_PID and SI_REGISTRY_LOG. With HTPASSWD_FILE the registry wants htpasswd Basic auth.
+# It logs one access line per request (method, URL, status, user agent).
 si_start_registry() {
+  local htpasswd=${1:-}
   si_require docker-registry curl
-  local dir=$SI_WORK/registry attempt port
+  local dir=$SI_WORK/registry attempt port auth="" up=200
   mkdir -p "$dir/data"
+  SI_REGISTRY_LOG=$SI_WORK/logs/registry.log
+  if [ -n "$htpasswd" ]; then
+    auth="auth:
+  htpasswd:
+    realm: snapimport-test
+    path: $htpasswd"
+    up=401  # /v2/ refuses the anonymous probe: the registry is up all the same
+  fi
   for attempt in 1 2 3; do
     port=$(si_free_port)
     cat >"$dir/config.yml" <<EOF
@@ -359,22 +370,24 @@ storage:
     enabled: true
   cache:
     blobdescriptor: inmemory
+$auth
 http:
   addr: 127.0.0.1:$port
   headers:
     X-Content-Type-Options: [nosniff]
 EOF
-    docker-registry serve "$dir/config.yml" >>"$SI_WORK/logs/registry.log" 2>&1 &
+    docker-registry serve "$dir/config.yml" >>"$SI_REGISTRY_LOG" 2>&1 &
     local pid=$!
-    local deadline=$((SECONDS + 20))
+    local deadline=$((SECONDS + 20)) code
     while si_alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do
-      if curl -fsS -o /dev/null "http://127.0.0.1:$port/v2/" 2>/dev/null; then
+      code=$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v2/" 2>/dev/null || true)
+      if [ "$code" = "$up" ]; then
         si_track registry "$pid"
         SI_REGISTRY_PID=$pid
         # shellcheck disable=SC2034 # for scripts that source this file
         SI_REGISTRY_PORT=$port
         SI_REGISTRY=127.0.0.1:$port
-        si_log "registry listening on http://$SI_REGISTRY (pid $pid, storage $dir/data)"
+        si_log "registry listening on http://$SI_REGISTRY (pid $pid, storage $dir/data${htpasswd:+, htpasswd auth})"
         return 0
       fi
       sleep 0.1
@@ -382,7 +395,7 @@ EOF
     si_stop_pid "$pid" registry 2
     si_warn "registry did not come up on port $port (attempt $attempt)"
   done
-  tail -n 20 "$SI_WORK/logs/registry.log" >&2
+  tail -n 20 "$SI_REGISTRY_LOG" >&2
   si_fail "could not start docker-registry"
 }
 
