@@ -25,6 +25,8 @@ REPO=$(cd "$HERE/../.." && pwd)
 source "$REPO/tests/integration/lib.sh"
 # shellcheck source=images.sh
 source "$HERE/images.sh"
+# shellcheck source=../machine.sh
+source "$HERE/../machine.sh"
 
 [ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root (containerd, mounts, drop_caches)"; exit 77; }
 SCALE=${BENCH_SCALE:-1}
@@ -110,27 +112,6 @@ stop_daemons() {
   local d
   for d in containerd snapimport; do
     [ ! -e "$SI_WORK/$d" ] || mv "$SI_WORK/$d" "$trash/$d"
-  done
-}
-
-drop_caches() { sync && echo 3 >/proc/sys/vm/drop_caches; }
-
-# Busy CPU ticks of the whole machine (user nice system irq softirq steal), from /proc/stat.
-machine_busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
-
-# Others share this machine (builds, tests). Wait up to BENCH_IDLE_WAIT seconds (default 30) for a
-# second in which less than a quarter of the CPU is busy, so rounds start on a quiet machine where
-# possible; the busy CPU time of other processes during each round is reported either way.
-wait_quiet() {
-  local deadline=$((SECONDS + ${BENCH_IDLE_WAIT:-30})) a b
-  while :; do
-    a=$(machine_busy_ticks)
-    sleep 1
-    b=$(machine_busy_ticks)
-    # ticks per second per core is CLK_TCK (100): 2 cores -> 200 busy ticks per second at most
-    if [ $((b - a)) -lt $(($(getconf CLK_TCK) * $(nproc) / 4)) ] || [ "$SECONDS" -ge "$deadline" ]; then
-      return 0
-    fi
   done
 }
 

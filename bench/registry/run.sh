@@ -26,6 +26,8 @@ REPO=$(cd "$HERE/../.." && pwd)
 source "$REPO/tests/integration/lib.sh"
 # shellcheck source=../import/images.sh
 source "$REPO/bench/import/images.sh"
+# shellcheck source=../machine.sh
+source "$REPO/bench/machine.sh"
 
 [ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root (drop_caches)"; exit 77; }
 SCALE=${BENCH_SCALE:-1}
@@ -52,21 +54,6 @@ RESULTS=$SI_WORK/results.tsv # tool op round seconds tool_cpu registry_cpu other
 : >"$RESULTS"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
-drop_caches() { sync && echo 3 >/proc/sys/vm/drop_caches; }
-machine_busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
-# Others share this machine; wait up to BENCH_IDLE_WAIT s for a second with < 1/4 of the CPU busy.
-wait_quiet() {
-  local deadline=$((SECONDS + ${BENCH_IDLE_WAIT:-15})) a b
-  while :; do
-    a=$(machine_busy_ticks)
-    sleep 1
-    b=$(machine_busy_ticks)
-    if [ $((b - a)) -lt $(($(getconf CLK_TCK) * $(nproc) / 4)) ] || [ "$SECONDS" -ge "$deadline" ]; then
-      return 0
-    fi
-  done
-}
-
 # fresh_registry: stop the previous registry, set its storage aside (deleting is slow on a busy
 # disk; the work dir goes at exit), start an empty one.
 fresh_registry() {
@@ -83,7 +70,7 @@ timed() {
   local tool=$1 op=$2 round=$3
   shift 3
   drop_caches
-  wait_quiet
+  wait_quiet 15
   local hz m0 m1 t0 secs c0 c1 r0 r1
   hz=$(getconf CLK_TCK)
   c0=$(awk '{ print $16 + $17 }' /proc/$$/stat)
