@@ -57,6 +57,35 @@ bool parseLevel(std::string_view text, Level& out) {
 
 bool enabled(Level level) { return static_cast<int>(level) >= g_level.load(); }
 
+namespace {
+
+// `v` in double quotes with quotes, backslashes and \n \t \r escaped; any other control byte is
+// written with `controlFormat` ("\\x%02x" for logfmt, "\\u%04x" for JSON). Other bytes, UTF-8
+// included, pass through unchanged (invalid UTF-8 is the reader's problem).
+std::string quoted(std::string_view v, const char* controlFormat) {
+  std::string out = "\"";
+  for (unsigned char c : v) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      case '\r': out += "\\r"; break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, controlFormat, c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out + '"';
+}
+
+}  // namespace
+
 std::string quote(std::string_view v) {
   bool needs = v.empty();
   for (unsigned char c : v) {
@@ -65,50 +94,10 @@ std::string quote(std::string_view v) {
       break;
     }
   }
-  if (!needs) return std::string(v);
-  std::string out = "\"";
-  for (unsigned char c : v) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
-      default:
-        if (c < 0x20 || c == 0x7f) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\x%02x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += '"';
-  return out;
+  return needs ? quoted(v, "\\x%02x") : std::string(v);
 }
 
-std::string jsonString(std::string_view v) {
-  std::string out = "\"";
-  for (unsigned char c : v) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
-      default:
-        if (c < 0x20 || c == 0x7f) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);  // UTF-8 passes through; invalid bytes are the reader's problem
-        }
-    }
-  }
-  return out + '"';
-}
+std::string jsonString(std::string_view v) { return quoted(v, "\\u%04x"); }
 
 std::string formatLine(Level level, std::string_view msg, std::initializer_list<Field> fields) {
   if (static_cast<Format>(g_format.load()) == Format::Json) {
