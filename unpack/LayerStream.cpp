@@ -84,12 +84,12 @@ size_t LayerStream::readSource(void* buf, size_t len) {
   return n;
 }
 
-void LayerStream::account(size_t n) {
+void LayerStream::account(size_t n, uint64_t compressedPos) {
   uncompressedBytes_ += n;
   if (uncompressedBytes_ > maxUncompressedBytes_) {
     throw LimitExceeded("layer expands beyond the limit of " +
                         std::to_string(maxUncompressedBytes_) + " uncompressed bytes (after " +
-                        std::to_string(compressedBytes_.load()) + " compressed bytes)");
+                        std::to_string(compressedPos) + " compressed bytes)");
   }
 }
 
@@ -122,7 +122,7 @@ void LayerStream::readPlain() {
           break;
         }
         size += n;
-        account(n);
+        account(n, compressedBytes_);
       }
       if (size > 0) out_.publish(size);
     }
@@ -133,6 +133,9 @@ void LayerStream::readPlain() {
 void LayerStream::inflate() {
   produceInto(out_, [this] {
     std::span<const uint8_t> pending;
+    // Compressed bytes handed to the decompressor so far. The reader runs blocks ahead, so its own
+    // count would misplace errors; the stream position is taken - pending.size().
+    uint64_t taken = 0;
     bool holding = false, inputDone = false, ended = false;
     while (!ended) {
       std::span<uint8_t> block = out_.acquire();
@@ -142,6 +145,7 @@ void LayerStream::inflate() {
         if (pending.empty() && !inputDone) {
           if (holding) in_.release(0);
           pending = in_.wait(0);  // rethrows the reader's error
+          taken += pending.size();
           holding = !pending.empty();
           if (!holding) {
             if (in_.stopped()) return false;
@@ -151,7 +155,7 @@ void LayerStream::inflate() {
         size_t before = pending.size();
         size_t produced = decompressor_->decompress(pending, block.subspan(size));
         size += produced;
-        account(produced);
+        account(produced, taken - pending.size());
         if (produced > 0) continue;
         if (inputDone && pending.empty()) {
           decompressor_->finish();  // throws on a truncated stream
@@ -160,7 +164,7 @@ void LayerStream::inflate() {
         }
         if (!pending.empty() && pending.size() == before) {
           throw UnpackError("decompressor made no progress at compressed offset " +
-                            std::to_string(compressedBytes_.load() - pending.size()));
+                            std::to_string(taken - pending.size()));
         }
         checkCancel();  // a long run of input that inflates to nothing (empty deflate blocks)
       }

@@ -64,7 +64,9 @@ class LayerStream {
   void hash();
   size_t readSource(void* buf, size_t len);
   void checkCancel() const;
-  void account(size_t n);
+  // Counts n more uncompressed bytes against the limit; compressedPos (how far into the blob the
+  // producing stage is) goes into the error.
+  void account(size_t n, uint64_t compressedPos);
   void joinAll() noexcept;
 
   Source& src_;
@@ -75,7 +77,7 @@ class LayerStream {
   bool hashCompressed_;
 
   // Each is written by one stage and read by the caller only after joinAll(); the compressed count
-  // also shows up in other stages' error messages, hence atomic.
+  // also shows up in other stages' cancellation messages, hence atomic.
   std::atomic<uint64_t> compressedBytes_{0};  // reader
   uint64_t uncompressedBytes_ = 0;            // inflater (reader when uncompressed)
   Sha256 compressedHash_, tarHash_;           // reader, hasher

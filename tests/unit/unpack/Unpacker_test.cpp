@@ -374,6 +374,29 @@ TEST_F(Unpacker, EnforcesLimitsAndCleansUp) {
   EXPECT_TRUE(rootEmpty());
 }
 
+// A decompression bomb is stopped where the inflater crossed the limit, and the error says how far
+// into the blob that was: not how far the reader, running blocks ahead, had got.
+TEST_F(Unpacker, BombErrorNamesWhereInflatingStopped) {
+  std::string tar = TarBuilder().file("zeros", std::string(8 << 20, '\0')).finish();
+  std::string blob = gzip(tar);
+  ASSERT_LT(blob.size(), 128u << 10);  // one read takes the whole blob, before any inflating
+  auto opts = quiet();
+  opts.limits.maxUncompressedBytes = 512 << 10;
+  try {
+    MemorySource src(blob);
+    unpack::unpackLayer(src, kTarGzip, root_, opts);
+    FAIL() << "the bomb was not stopped";
+  } catch (const LimitExceeded& e) {
+    std::string what = e.what();
+    auto at = what.find("(after ");
+    ASSERT_NE(at, std::string::npos) << what;
+    uint64_t pos = std::stoull(what.substr(at + 7));
+    EXPECT_GT(pos, 0u) << what;
+    EXPECT_LT(pos, blob.size() / 4) << what << " (blob is " << blob.size() << " bytes)";
+  }
+  EXPECT_TRUE(rootEmpty());
+}
+
 TEST_F(Unpacker, RefusesHostileIdsAndDevices) {
   Meta huge;
   huge.uid = 0xffffffffULL;
