@@ -51,7 +51,8 @@ class CountingSource : public unpack::Source {
         start_(std::chrono::steady_clock::now()),
         written_(written) {}
   size_t read(void* buf, size_t len) override {
-    if (timeout_.count() > 0 && std::chrono::steady_clock::now() - start_ > timeout_) {
+    auto now = std::chrono::steady_clock::now();
+    if (timeout_.count() > 0 && now - start_ > timeout_) {
       throw FetchError("timeout", "layer " + digest_ + " took longer than the layer timeout of " +
                                       std::to_string(timeout_.count() / 1000) + "s");
     }
@@ -60,7 +61,6 @@ class CountingSource : public unpack::Source {
     metrics::Metrics::daemon().fetchedBytes.Increment(static_cast<double>(n));
     // Progress is coarse on purpose: one update per 4 MiB, or per quarter second on a slow
     // registry, keeps the tracker's lock cold and `snapimport status` still moving.
-    auto now = std::chrono::steady_clock::now();
     if (total_ - reported_ >= (4u << 20) || now - reportedAt_ >= std::chrono::milliseconds(250) ||
         n == 0) {
       reported_ = total_;
