@@ -6,10 +6,7 @@
 # and applies the three layers itself ("diff applied" x3), the pull succeeds and a container runs.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-source "$(dirname "$0")/import_lib.sh"
-[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root (containerd, mounts)"; exit 77; }
-[ -n "${CRI_CLIENT:-}" ] || si_die "CRI_CLIENT is not set (path to the cri_client test tool)"
-fail() { si_fail "$*"; exit 1; }
+source "$(dirname "$0")/import_lib.sh"  # also: root (else exit 77), CRI_CLIENT, fail()
 
 si_init_workdir e2e-import-auth
 USER_NAME=puller

@@ -7,10 +7,7 @@
 # eight `imported layer` lines, eight committed snapshots); containerd applies none.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-source "$(dirname "$0")/import_lib.sh"
-[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root (containerd, mounts)"; exit 77; }
-[ -n "${CRI_CLIENT:-}" ] || si_die "CRI_CLIENT is not set (path to the cri_client test tool)"
-fail() { si_fail "$*"; exit 1; }
+source "$(dirname "$0")/import_lib.sh"  # also: root (else exit 77), CRI_CLIENT, fail()
 
 si_init_workdir e2e-import-concurrent
 BULK_FILES=${BULK_FILES:-6000}

@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Helpers for the importer's integration tests (issue 6), on top of lib.sh. Source lib.sh first.
+# Helpers for the importer's integration tests (issue 6), on top of lib.sh. Source lib.sh first;
+# sourcing this also skips the script (exit 77) unless root, requires CRI_CLIENT, defines fail().
 #
 #   si_imp_add_layer OCI TAG NAME [FILES]  add a layer holding /layers/NAME.txt (and FILES more
 #                                          small files under /layers/NAME/) to OCI:TAG
@@ -17,6 +18,11 @@
 #   si_imp_live_ids ROOT                   ids of the snapshot records in ROOT/meta.db, sorted
 
 SI_IMP_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+# Every importer e2e script needs root (else it is skipped: exit 77) and the cri_client tool.
+[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root (containerd, mounts)"; exit 77; }
+[ -n "${CRI_CLIENT:-}" ] || si_die "CRI_CLIENT is not set (path to the cri_client test tool)"
+fail() { si_fail "$*"; exit 1; }
 
 # si_imp_add_layer OCI TAG NAME [FILES]: one more layer on top of OCI:TAG: /layers/NAME.txt and
 # FILES (default 0) small files /layers/NAME/dNN/fNNNN.
