@@ -35,15 +35,7 @@ class DirSource : public ImageSource {
   ManifestBlob manifest(const Descriptor& d) override {
     auto p = fs::path(dir_) / (blobName(d.digest) + ".manifest.json");
     if (!fs::exists(p)) p = fs::path(dir_) / blobName(d.digest);
-    ManifestBlob b;
-    b.bytes = readSmallFile(p.string(), kMaxManifestSize);
-    b.digest = digestOf(b.bytes, d.digest.algorithm());
-    if (b.digest != d.digest) {
-      throw Error(ErrorKind::Verification,
-                  describe() + ": manifest " + d.digest.str() + " hashes to " + b.digest.str());
-    }
-    b.mediaType = detectManifestType(b.bytes, d.mediaType, describe());
-    return b;
+    return readVerifiedManifest(p.string(), d, describe());
   }
   std::unique_ptr<BlobReader> blob(const Descriptor& d) override {
     return openVerifiedFile((fs::path(dir_) / blobName(d.digest)).string(), 0, d, describe());

@@ -12,5 +12,9 @@ namespace snapimport::registry {
 uint64_t writeVerifiedBlob(const std::string& finalPath, BlobReader& source);
 void writeFileAtomic(const std::string& path, const std::string& data);
 std::string readSmallFile(const std::string& path, size_t limit);
+// The manifest in file `path`, checked against `d` (its digest must match; media type detected
+// as for a registry); `source` names the image in errors.
+ManifestBlob readVerifiedManifest(const std::string& path, const Descriptor& d,
+                                  const std::string& source);
 
 }  // namespace snapimport::registry

@@ -157,6 +157,19 @@ std::string readSmallFile(const std::string& path, size_t limit) {
   return s;
 }
 
+ManifestBlob readVerifiedManifest(const std::string& path, const Descriptor& d,
+                                  const std::string& source) {
+  ManifestBlob b;
+  b.bytes = readSmallFile(path, kMaxManifestSize);
+  b.digest = digestOf(b.bytes, d.digest.algorithm());
+  if (b.digest != d.digest) {
+    throw Error(ErrorKind::Verification,
+                source + ": manifest " + d.digest.str() + " hashes to " + b.digest.str());
+  }
+  b.mediaType = detectManifestType(b.bytes, d.mediaType, source);
+  return b;
+}
+
 std::unique_ptr<ImageSource> openSource(const std::string& name, const EndpointOptions& options) {
   if (name.starts_with("docker://")) return openRegistrySource(name.substr(9), options.client);
   if (name.starts_with("oci:")) return openOciSource(name.substr(4));

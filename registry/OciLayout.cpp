@@ -58,15 +58,7 @@ class OciSource : public ImageSource {
   std::string describe() const override { return "oci:" + dir_ + (tag_.empty() ? "" : ":" + tag_); }
   ManifestBlob topManifest() override { return manifest(top_); }
   ManifestBlob manifest(const Descriptor& d) override {
-    ManifestBlob b;
-    b.bytes = readSmallFile(blobFile(dir_, d.digest), kMaxManifestSize);
-    b.digest = digestOf(b.bytes, d.digest.algorithm());
-    if (b.digest != d.digest) {
-      throw Error(ErrorKind::Verification,
-                  describe() + ": manifest " + d.digest.str() + " hashes to " + b.digest.str());
-    }
-    b.mediaType = detectManifestType(b.bytes, d.mediaType, describe());
-    return b;
+    return readVerifiedManifest(blobFile(dir_, d.digest), d, describe());
   }
   std::unique_ptr<BlobReader> blob(const Descriptor& d) override {
     return openVerifiedFile(blobFile(dir_, d.digest), 0, d, describe());
