@@ -55,3 +55,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$created_policy" = 1 ]; then rm -f "$policy"; fi
 fi
 echo "setup.sh: all ${#packages[@]} packages present" >&2
+
+# containerd 1.7 and 2.1 for the integration tests, as Debian packages unpacked into a cache
+# (never installed: the system's 1.6 stays). Reused when already there.
+"$(dirname "$0")/fetch-containerd.sh" >/dev/null
+echo "setup.sh: containerd 1.7 and 2.1 unpacked under ${SNAPIMPORT_CONTAINERD_CACHE:-/var/cache/snapimport/containerd}" >&2

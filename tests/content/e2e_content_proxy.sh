@@ -45,6 +45,10 @@ si_step "start snapimport ($SNAPIMPORT_BIN)" si_start_snapimport
 BLOBS=$SI_SNAPIMPORT_ROOT/content/blobs/sha256
 INGESTS=$SI_SNAPIMPORT_ROOT/content/ingest
 
+# This test is about containerd's own path through snapimport's content store: on 2.1 the
+# transfer service would otherwise hand snapimport the layer labels and snapimport would import the
+# layers itself (no layer blob would reach the content store).
+export SI_CONTAINERD_REMOTE_ANNOTATIONS=false
 # containerd 1.6 takes the first content plugin it finds, so the built-in one must go.
 SI_CONTAINERD_DISABLED_EXTRA="io.containerd.content.v1.content"
 SI_CONTAINERD_EXTRA_CONFIG="[proxy_plugins.$CONTENT_PLUGIN]

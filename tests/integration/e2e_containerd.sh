@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Acceptance test: a real containerd 1.6 pulls a locally built three-layer image from a local
+# Acceptance test: a real containerd (1.6, 1.7 or 2.1: SI_CONTAINERD_VERSION) pulls a locally built three-layer image from a local
 # registry into snapimport (proxy snapshotter), runs a container from it, and the whiteout and
 # opaque directory of the top layer are honoured. Then the image is removed and containerd's GC
 # must remove the snapshots from snapimport as well.
@@ -72,6 +72,18 @@ pull() {
   }
 }
 si_step "ctr images pull --plain-http --snapshotter $SNAPSHOTTER $REF" pull
+
+# Who did the work: `ctr images pull` on 1.6 and 1.7 (local pull, no labels) leaves every layer to
+# containerd; on 2.1 the transfer service passes the CRI layer labels (the proxy's exports ask
+# for them) and snapimport imports every layer itself.
+if [ "$SNAPSHOTTER" = snapimport ]; then
+  imported=$(grep -c 'msg="imported layer"' "$SI_SNAPIMPORT_LOG" || true)
+  applied=$(grep -c 'diff applied' "$SI_CONTAINERD_LOG" || true)
+  if [ "$SI_CONTAINERD_MAJOR" -ge 2 ]; then want_imported=3 want_applied=0; else want_imported=0 want_applied=3; fi
+  [ "$imported" = "$want_imported" ] && [ "$applied" = "$want_applied" ] ||
+    fail "containerd $SI_CONTAINERD_VERSION ctr pull: snapimport imported $imported and containerd applied $applied layers; want $want_imported and $want_applied"
+  si_log "ctr pull on containerd $SI_CONTAINERD_VERSION: snapimport imported $imported layers, containerd applied $applied"
+fi
 si_ctr -n "$NS" images ls -q | grep -qxF "$REF" || fail "image $REF is not listed after the pull"
 
 # --- committed chain, as containerd and as the snapshotter itself see it ----------------------------

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Acceptance for the importer (issue 6): a real containerd 1.6 with snapimport as its snapshotter
+# Acceptance for the importer (issue 6): a real containerd (1.6, 1.7 or 2.1: SI_CONTAINERD_VERSION;
+# on 2.1 through the transfer service or, with SI_CRI_PULL=local, the local pull) with snapimport as its snapshotter
 # AND content store, CRI on with snapshot annotations, pulls a three-layer image through CRI
 # (`snapimport pull`). Every layer must be imported by snapimport: containerd applies none
 # ("diff applied" never appears in its debug log), fetches no layer blob into the content store,
@@ -35,6 +36,18 @@ ENDPOINT=unix://$SI_CONTAINERD_SOCK
 pull() { "$SNAPIMPORT_BIN" pull --image-endpoint "$ENDPOINT" "$REF" | tee "$SI_WORK/logs/pull.out"; }
 si_step "snapimport pull $REF (CRI PullImage)" pull
 grep -q "^1 pulled, 0 failed" "$SI_WORK/logs/pull.out" || fail "snapimport pull did not report success"
+
+# --- 2.1: the CRI pull took the path the test asked for (transfer service or local pull) ----------
+if [ "$SI_CONTAINERD_MAJOR" -ge 2 ]; then
+  # CRI's debug line for each PullImage names the path: "... with snapshotter S using transfer
+  # service" or "... using client.Pull()".
+  took=none
+  grep -q 'PullImage .* with snapshotter .* using transfer service' "$SI_CONTAINERD_LOG" && took=transfer
+  grep -q 'PullImage .* with snapshotter .* using client.Pull()' "$SI_CONTAINERD_LOG" && took=local
+  [ "$took" = "${SI_CRI_PULL:-transfer}" ] ||
+    fail "containerd $SI_CONTAINERD_VERSION pulled through the $took path, want ${SI_CRI_PULL:-transfer}"
+  si_log "containerd $SI_CONTAINERD_VERSION pulled through its $took path"
+fi
 
 # --- every layer was imported by snapimport, none applied by containerd ---------------------------
 imported=$(grep -c 'msg="imported layer"' "$SI_SNAPIMPORT_LOG" || true)

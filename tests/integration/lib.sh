@@ -28,6 +28,14 @@
 #   SI_CONTAINERD_DISABLED_EXTRA  more plugin IDs (space-separated) for disabled_plugins, e.g.
 #                               io.containerd.content.v1.content when snapimport is the content store
 #   SI_CONTAINERD_PRIVATE_RUN=0 run containerd in the host mount namespace (see si_start_containerd)
+#   SI_CONTAINERD_VERSION       which containerd the tests drive: 1.6 (Debian 12's, the default), 1.7
+#                               or 2.1 (fetched by scripts/fetch-containerd.sh, put first on PATH
+#                               with their ctr and shim); 2.x gets a config version 3
+#   SI_CONTAINERD_REMOTE_ANNOTATIONS=false  1.7/2.x: the proxy's exports do not ask for the CRI
+#                               layer labels (2.1's transfer pulls, ctr's too, then carry none)
+#   SI_CRI_PULL=transfer|local  2.1 only: CRI pulls through the transfer service (default: snapshot
+#                               annotations off in CRI, on through the proxy's exports) or the local
+#                               pull (disable_snapshot_annotations = false)
 #   SI_VERBOSE=1                print commands as steps run
 #
 # Every function returns non-zero (with a message on stderr) when it fails; callers run with set -e.
@@ -49,6 +57,31 @@ SI_CLEANED=0
 SI_STEP=            # the si_step running now, for the failure report
 SI_STEP_START=
 SI_LOGS_DUMPED=0
+
+# ----------------------------------------------------------------------------------------------
+# which containerd
+
+# si_select_containerd [VERSION]: puts the containerd release VERSION (default
+# $SI_CONTAINERD_VERSION, else 1.6) first on PATH, so containerd, ctr and containerd-shim-runc-v2
+# all come from it, and sets SI_CONTAINERD_VERSION and SI_CONTAINERD_MAJOR. May be called again
+# to switch releases (the benchmark does).
+SI_BASE_PATH=$PATH
+si_select_containerd() {
+  SI_CONTAINERD_VERSION=${1:-${SI_CONTAINERD_VERSION:-1.6}}
+  case "$SI_CONTAINERD_VERSION" in
+    1.6) SI_CONTAINERD_BIN_DIR= ;;
+    1.7 | 2.1)
+      local line
+      line=$("$SI_REPO_ROOT/scripts/fetch-containerd.sh" "$SI_CONTAINERD_VERSION") ||
+        si_die "containerd $SI_CONTAINERD_VERSION is not available (scripts/fetch-containerd.sh failed)"
+      SI_CONTAINERD_BIN_DIR=$(awk '{ print $2 }' <<<"$line")
+      ;;
+    *) si_die "SI_CONTAINERD_VERSION=$SI_CONTAINERD_VERSION: expected 1.6, 1.7 or 2.1" ;;
+  esac
+  PATH=${SI_CONTAINERD_BIN_DIR:+$SI_CONTAINERD_BIN_DIR:}$SI_BASE_PATH
+  SI_CONTAINERD_MAJOR=${SI_CONTAINERD_VERSION%%.*}
+  export PATH SI_CONTAINERD_VERSION
+}
 
 # ----------------------------------------------------------------------------------------------
 # messages
@@ -669,6 +702,8 @@ si_containerd_disabled_plugins() {
     io.containerd.internal.v1.tracing
     io.containerd.tracing.processor.v1.otlp
   )
+  # 2.x: an erofs differ would compete with the walking one for the platform.
+  [ "${SI_CONTAINERD_MAJOR:-1}" -ge 2 ] && p+=(io.containerd.differ.v1.erofs io.containerd.snapshotter.v1.erofs)
   [ "${SI_CONTAINERD_CRI:-0}" = 1 ] || p+=(io.containerd.grpc.v1.cri)
   local x
   for x in ${SI_CONTAINERD_DISABLED_EXTRA:-}; do p+=("$x"); done
@@ -677,17 +712,20 @@ si_containerd_disabled_plugins() {
   echo "[${out%, }]"
 }
 
-# si_write_containerd_config [SNAPSHOT_PROXY_SOCK]: writes $SI_CONTAINERD_CONFIG (version 2).
+# si_write_containerd_config [SNAPSHOT_PROXY_SOCK]: writes $SI_CONTAINERD_CONFIG: config version 2
+# for containerd 1.6 and 1.7, version 3 (its plugin names) for 2.x.
 si_write_containerd_config() {
   local proxy_sock=${1:-${SI_SNAPIMPORT_SOCK:-}}
   local d=$SI_WORK/containerd
   mkdir -p "$d/root" "$d/state" "$d/tmp"
   SI_CONTAINERD_CONFIG=$d/config.toml
   SI_CONTAINERD_SOCK=$d/containerd.sock
+  local version=2
+  [ "$SI_CONTAINERD_MAJOR" -ge 2 ] && version=3
   {
     cat <<EOF
-# Private containerd for snapimport tests; written by tests/integration/lib.sh.
-version = 2
+# Private containerd $SI_CONTAINERD_VERSION for snapimport tests; written by tests/integration/lib.sh.
+version = $version
 root = "$d/root"
 state = "$d/state"
 disabled_plugins = $(si_containerd_disabled_plugins)
@@ -711,11 +749,21 @@ EOF
   type = "snapshot"
   address = "$proxy_sock"
 EOF
+      # 1.7.16+ and 2.x read exports: 2.x CRI reports exports.root in ImageFsInfo, and 2.1's
+      # transfer service passes the CRI layer labels only to a snapshotter that asks for them.
+      if [ "$SI_CONTAINERD_VERSION" != 1.6 ]; then
+        cat <<EOF
+  [proxy_plugins.snapimport.exports]
+    root = "${SI_SNAPIMPORT_ROOT:-$d/root/io.containerd.snapshotter.v1.snapimport}"
+    enable_remote_snapshot_annotations = "${SI_CONTAINERD_REMOTE_ANNOTATIONS:-true}"
+EOF
+      fi
     fi
     if [ "${SI_CONTAINERD_CRI:-0}" = 1 ]; then
       [ -n "${SI_HOSTS_DIR:-}" ] || SI_HOSTS_DIR=$SI_WORK/certs.d
       mkdir -p "$SI_HOSTS_DIR" "$d/root/io.containerd.snapshotter.v1.snapimport"
-      cat <<EOF
+      if [ "$version" = 2 ]; then
+        cat <<EOF
 
 [plugins."io.containerd.grpc.v1.cri"]
   stream_server_address = "127.0.0.1"
@@ -730,9 +778,61 @@ EOF
   [plugins."io.containerd.grpc.v1.cri".registry]
     config_path = "$SI_HOSTS_DIR"
 EOF
+      else
+        # 2.1 pulls through the transfer service unless snapshot annotations are on in CRI (then
+        # it falls back to its local pull): SI_CRI_PULL picks which path the test drives.
+        local disable_annotations=true
+        [ "${SI_CRI_PULL:-transfer}" = local ] && disable_annotations=false
+        cat <<EOF
+
+[plugins."io.containerd.grpc.v1.cri"]
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+
+[plugins."io.containerd.cri.v1.images"]
+  snapshotter = "${SI_CRI_SNAPSHOTTER:-snapimport}"
+  disable_snapshot_annotations = $disable_annotations
+  [plugins."io.containerd.cri.v1.images".pinned_images]
+    sandbox = "${SI_CRI_SANDBOX_IMAGE:-registry.k8s.io/pause:3.10}"
+  [plugins."io.containerd.cri.v1.images".registry]
+    config_path = "$SI_HOSTS_DIR"
+
+[plugins."io.containerd.cri.v1.runtime".cni]
+  bin_dir = "$d/cni/bin"
+  conf_dir = "$d/cni/conf"
+EOF
+      fi
+    fi
+    if [ "$version" = 3 ]; then
+      # The transfer service (ctr pull on 2.x, CRI on 2.1) unpacks only into snapshotters listed
+      # here; a non-empty list replaces the default one, so overlayfs is listed again.
+      cat <<EOF
+
+[plugins."io.containerd.transfer.v1.local"]
+  config_path = "${SI_HOSTS_DIR:-$SI_WORK/certs.d}"
+EOF
+      local sn
+      for sn in ${proxy_sock:+snapimport} overlayfs; do
+        cat <<EOF
+  [[plugins."io.containerd.transfer.v1.local".unpack_config]]
+    platform = "linux/$(si_goarch)"
+    snapshotter = "$sn"
+    differ = "walking"
+EOF
+      done
     fi
     [ -z "${SI_CONTAINERD_EXTRA_CONFIG:-}" ] || printf '\n%s\n' "$SI_CONTAINERD_EXTRA_CONFIG"
   } >"$SI_CONTAINERD_CONFIG"
+}
+
+# si_goarch: this machine's architecture as containerd names platforms (amd64, arm64, ...).
+si_goarch() {
+  case "$(uname -m)" in
+    x86_64) echo amd64 ;;
+    aarch64) echo arm64 ;;
+    armv7l) echo arm ;;
+    *) uname -m ;;
+  esac
 }
 
 # si_start_containerd [SNAPSHOT_PROXY_SOCK]: writes the config and starts containerd; sets
@@ -775,7 +875,18 @@ si_start_containerd() {
     fi
     sleep 0.1
   done
-  si_log "containerd ready on $SI_CONTAINERD_SOCK (pid $SI_CONTAINERD_PID, config $SI_CONTAINERD_CONFIG)"
+  # The release the test asked for, and no other, must be the one answering.
+  local served
+  served=$(timeout 5 ctr --address "$SI_CONTAINERD_SOCK" version 2>/dev/null |
+    awk '/^Server:/ { s = 1 } s && $1 == "Version:" { print $2; exit }')
+  case "$served" in
+    "$SI_CONTAINERD_VERSION".* | v"$SI_CONTAINERD_VERSION".*) ;;
+    *)
+      si_fail "containerd on $SI_CONTAINERD_SOCK reports version '$served', want $SI_CONTAINERD_VERSION.x"
+      return 1
+      ;;
+  esac
+  si_log "containerd $served ready on $SI_CONTAINERD_SOCK (pid $SI_CONTAINERD_PID, config $SI_CONTAINERD_CONFIG)"
 }
 
 # si_ctr ARGS... : ctr against the private containerd (killed after $SI_CTR_TIMEOUT s, default 300).
@@ -881,3 +992,5 @@ EOF
   rm -rf "$tmp"
   return "$rc"
 }
+
+si_select_containerd
