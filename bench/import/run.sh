@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Import benchmark (issue 6, acceptance 6): a cold CRI pull + unpack of the same images through
-# containerd's own path (CRI snapshotter overlayfs, built-in content store) and through snapimport
-# (snapimport as snapshotter AND content store, importer on), in the same run, alternating, with
-# fresh state and dropped caches before every round. Prints the medians, their ratio, snapimport's
-# peak RSS and a profile of where snapimport's time goes. See bench/README.md.
+# Import benchmark: a cold CRI pull + unpack of the same images through containerd's own path (CRI
+# snapshotter overlayfs, built-in content store) and through snapimport (snapimport as snapshotter
+# AND content store, importer on), on containerd 1.6 and on containerd 2.1 (its default CRI path:
+# the transfer service), in the same run, alternating, with fresh state and dropped caches before
+# every round. Prints the medians, the ratios (snapimport against containerd 1.6 and against 2.1's
+# own path), snapimport's peak RSS and a profile of where snapimport's time goes. See
+# bench/README.md.
 #
 #   sudo bench/import/run.sh
 #
@@ -12,6 +14,8 @@
 #   BENCH_SCALE      image size factor (default 1: ~600 MB / 1.6 GB large image, 100k-file small one)
 #   BENCH_ROUNDS     rounds per image and mode (default 3)
 #   BENCH_IMAGES     which images, in order (default "large small")
+#   BENCH_MODES      which paths, each PATH@RELEASE with PATH containerd|snapimport and RELEASE 1.6|2.1
+#                    (default "containerd@1.6 snapimport@1.6 containerd@2.1 snapimport@2.1")
 #   BENCH_PROFILE    1 (default): one extra, untimed snapimport round of the first image under
 #                    `perf record -a`; 0: no profile
 #   BENCH_WORK       where built images are cached (default /var/tmp/snapimport-bench)
@@ -33,6 +37,12 @@ SCALE=${BENCH_SCALE:-1}
 ROUNDS=${BENCH_ROUNDS:-3}
 read -r -a IMAGES <<<"${BENCH_IMAGES:-large small}"
 PROFILE=${BENCH_PROFILE:-1}
+read -r -a MODES <<<"${BENCH_MODES:-containerd@1.6 snapimport@1.6 containerd@2.1 snapimport@2.1}"
+for m in "${MODES[@]}"; do
+  case "$m" in containerd@1.6 | snapimport@1.6 | containerd@2.1 | snapimport@2.1) ;;
+    *) si_die "BENCH_MODES: unknown mode '$m' (containerd@1.6 snapimport@1.6 containerd@2.1 snapimport@2.1)" ;;
+  esac
+done
 BENCH_WORK=${BENCH_WORK:-/var/tmp/snapimport-bench}
 SNAPIMPORT_BIN=${SNAPIMPORT_BIN:-$REPO/${BUILD_DIR:-build}/cli/snapimport}
 case "$SNAPIMPORT_BIN" in /*) ;; *) SNAPIMPORT_BIN=$REPO/$SNAPIMPORT_BIN ;; esac
@@ -73,8 +83,9 @@ cpu_ticks() { # utime+stime of PID in clock ticks (0 if gone)
   awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
 }
 
-start_daemons() { # MODE
-  local mode=$1
+start_daemons() { # MODE (PATH@RELEASE)
+  local mode=${1%@*}
+  si_select_containerd "${1#*@}"
   if [ "$mode" = snapimport ]; then
     METRICS_PORT=$(si_free_port)
     {
@@ -144,7 +155,7 @@ bench_round() {
   cpu_m=$(awk -v a="$m0" -v b="$(machine_busy_ticks)" -v hz="$hz" 'BEGIN { printf "%.1f", (b - a) / hz }')
   cpu_c=$(awk -v a="$c0" -v b="$(cpu_ticks "$SI_CONTAINERD_PID")" -v hz="$hz" 'BEGIN { printf "%.1f", (b - a) / hz }')
   cpu_r=$(awk -v a="$r0" -v b="$(cpu_ticks "$SI_REGISTRY_PID")" -v hz="$hz" 'BEGIN { printf "%.1f", (b - a) / hz }')
-  if [ "$mode" = snapimport ]; then
+  if [ "${mode%@*}" = snapimport ]; then
     cpu_s=$(awk -v a="$s0" -v b="$(cpu_ticks "$SI_SNAPIMPORT_PID")" -v hz="$hz" 'BEGIN { printf "%.1f", (b - a) / hz }')
     hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SI_SNAPIMPORT_PID/status")
     imported=$(grep -c 'msg="imported layer"' "$SI_SNAPIMPORT_LOG" || true)
@@ -171,8 +182,9 @@ bench_round() {
 
 for img in "${IMAGES[@]}"; do
   for ((r = 1; r <= ROUNDS; r++)); do
-    # Alternate which path goes first, so neither always runs on a "warmer" machine.
-    if ((r % 2)); then order=(containerd snapimport); else order=(snapimport containerd); fi
+    # Rotate which path goes first, so none always runs on a "warmer" machine.
+    order=()
+    for ((i = 0; i < ${#MODES[@]}; i++)); do order+=("${MODES[$(((i + r - 1) % ${#MODES[@]}))]}"); done
     for mode in "${order[@]}"; do
       si_step "$img: $mode round $r/$ROUNDS" bench_round "$img" "$mode" "$r"
     done
@@ -188,25 +200,39 @@ col() { awk -F'\t' -v i="$1" -v m="$2" -v c="$3" '$1 == i && $2 == m { print $c 
 {
   echo
   echo "== snapimport import benchmark: cold CRI pull + unpack, $ROUNDS rounds each, scale $SCALE, $(nproc) cores =="
-  echo "   snapimport $("$SNAPIMPORT_BIN" --version 2>/dev/null | head -n1), $(containerd --version | awk '{ print $1, $3 }')"
+  echo "   snapimport $("$SNAPIMPORT_BIN" --version 2>/dev/null | head -n1); containerd releases: $(for m in "${MODES[@]}"; do echo "${m#*@}"; done | sort -u | tr '\n' ' ')"
   for img in "${IMAGES[@]}"; do
     echo
     echo "image $img (${REF[$img]}):"
     cat "${OCI[$img]}/summary.txt"
-    c=$(col "$img" containerd 4 | median)
-    s=$(col "$img" snapimport 4 | median)
-    printf '  %-28s %s\n' "containerd (overlayfs) runs:" "$(col "$img" containerd 4 | tr '\n' ' ')"
-    printf '  %-28s %s\n' "snapimport runs:" "$(col "$img" snapimport 4 | tr '\n' ' ')"
-    printf '  %-28s %8.2f s   (CPU: containerd %s s, registry %s s)\n' "containerd median:" "$c" \
-      "$(col "$img" containerd 7 | median)" "$(col "$img" containerd 8 | median)"
-    printf '  %-28s %8.2f s   (CPU: snapimport %s s, containerd %s s, registry %s s)\n' "snapimport median:" "$s" \
-      "$(col "$img" snapimport 6 | median)" "$(col "$img" snapimport 7 | median)" "$(col "$img" snapimport 8 | median)"
-    printf '  %-28s %8.3f   (goal <= 0.25)\n' "ratio snapimport/containerd:" "$(awk -v s="$s" -v c="$c" 'BEGIN { print s / c }')"
-    printf '  %-28s %8d MiB (max over rounds)\n' "snapimport peak RSS:" \
-      "$(($(col "$img" snapimport 5 | sort -n | tail -n1) / 1024))"
-    printf '  %-28s %s\n' "layers imported per round:" "$(col "$img" snapimport 9 | tr '\n' ' ')(of ${NLAYERS[$img]})"
-    printf '  %-28s containerd rounds: %s  snapimport rounds: %s\n' "CPU-s used by other procs:" \
-      "$(col "$img" containerd 11 | tr '\n' ' ')" "$(col "$img" snapimport 11 | tr '\n' ' ')"
+    for m in "${MODES[@]}"; do
+      printf '  %-30s %s\n' "$m runs:" "$(col "$img" "$m" 4 | tr '\n' ' ')"
+    done
+    for m in "${MODES[@]}"; do
+      if [ "${m%@*}" = snapimport ]; then
+        printf '  %-30s %8.2f s   (CPU: snapimport %s s, containerd %s s, registry %s s)\n' "$m median:" \
+          "$(col "$img" "$m" 4 | median)" "$(col "$img" "$m" 6 | median)" "$(col "$img" "$m" 7 | median)" "$(col "$img" "$m" 8 | median)"
+      else
+        printf '  %-30s %8.2f s   (CPU: containerd %s s, registry %s s)\n' "$m median:" \
+          "$(col "$img" "$m" 4 | median)" "$(col "$img" "$m" 7 | median)" "$(col "$img" "$m" 8 | median)"
+      fi
+    done
+    # Every snapimport path against every native path of the run; the goals are the issues'.
+    local_goal() { case "$1" in containerd@1.6) echo 0.25 ;; containerd@2.1) echo 0.30 ;; esac; }
+    for sm in "${MODES[@]}"; do
+      [ "${sm%@*}" = snapimport ] || continue
+      for cm in "${MODES[@]}"; do
+        [ "${cm%@*}" = containerd ] || continue
+        printf '  %-30s %8.3f   (goal <= %s)\n' "ratio $sm / $cm:" \
+          "$(awk -v s="$(col "$img" "$sm" 4 | median)" -v c="$(col "$img" "$cm" 4 | median)" 'BEGIN { print s / c }')" \
+          "$(local_goal "$cm")"
+      done
+      printf '  %-30s %8d MiB (max over rounds)\n' "$sm peak RSS:" "$(($(col "$img" "$sm" 5 | sort -n | tail -n1) / 1024))"
+      printf '  %-30s %s\n' "$sm layers imported:" "$(col "$img" "$sm" 9 | tr '\n' ' ')(of ${NLAYERS[$img]})"
+    done
+    for m in "${MODES[@]}"; do
+      printf '  %-30s %s\n' "$m CPU-s of other procs:" "$(col "$img" "$m" 11 | tr '\n' ' ')"
+    done
   done
 } | tee "$SI_WORK/summary.txt"
 
@@ -257,7 +283,7 @@ if [ "$PROFILE" = 1 ]; then
   else
     img=${IMAGES[0]}
     si_log "==> profile: one more (untimed) snapimport round of $img under perf record -a"
-    start_daemons snapimport
+    start_daemons snapimport@1.6
     drop_caches
     pid=$SI_SNAPIMPORT_PID
     perf record -a -g -e cpu-clock -F 499 -o "$SI_WORK/perf.data" >"$SI_WORK/logs/perf-record.log" 2>&1 &
