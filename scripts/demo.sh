@@ -6,8 +6,8 @@
 # snapimport imports every layer itself), shows `snapimport status` and its metrics, and runs a
 # container from the image. Prints how long each step took.
 #
-#   sudo scripts/demo.sh            # everything is stopped and removed at the end
-#   sudo KEEP=1 scripts/demo.sh     # leave it all running, print the paths and how to clean up
+#   scripts/demo.sh                 # everything is stopped and removed at the end
+#   KEEP=1 scripts/demo.sh          # leave it all running, print the paths and how to clean up
 #
 # Other knobs: SKIP_SETUP=1 / SKIP_BUILD=1 skip scripts/setup.sh / scripts/build.sh;
 # SNAPIMPORT_BIN=path uses another binary (default: ${BUILD_DIR:-build}/cli/snapimport).
