@@ -825,6 +825,33 @@ EOF
   } >"$SI_CONTAINERD_CONFIG"
 }
 
+# si_containerd_header: the private parts of a test containerd's config (top-level keys first,
+# then tables), for a test that brings the rest of the config itself (e.g. a snippet verbatim).
+# Prints "TOP-LEVEL KEYS" and "TABLES" parts separated by a line "#--tables--". Sets
+# SI_CONTAINERD_CONFIG and SI_CONTAINERD_SOCK.
+si_containerd_header() {
+  local d=$SI_WORK/containerd
+  mkdir -p "$d/root" "$d/state" "$d/tmp"
+  SI_CONTAINERD_CONFIG=$d/config.toml
+  SI_CONTAINERD_SOCK=$d/containerd.sock
+  cat <<EOF
+root = "$d/root"
+state = "$d/state"
+#--tables--
+[grpc]
+  address = "$SI_CONTAINERD_SOCK"
+
+[ttrpc]
+  address = "$SI_CONTAINERD_SOCK.ttrpc"
+
+[debug]
+  level = "${SI_CONTAINERD_LOG_LEVEL:-debug}"
+
+[metrics]
+  address = ""
+EOF
+}
+
 # si_goarch: this machine's architecture as containerd names platforms (amd64, arm64, ...).
 si_goarch() {
   case "$(uname -m)" in
@@ -845,6 +872,13 @@ si_goarch() {
 si_start_containerd() {
   si_require containerd ctr runc
   si_write_containerd_config "$@"
+  si_launch_containerd
+}
+
+# si_launch_containerd: starts containerd with the config already at $SI_CONTAINERD_CONFIG, which
+# must serve gRPC on $SI_CONTAINERD_SOCK (si_containerd_header writes those keys), as
+# si_start_containerd does.
+si_launch_containerd() {
   SI_CONTAINERD_LOG=$SI_WORK/logs/containerd.log
   local d=$SI_WORK/containerd
   mkdir -p "$d/fifo"
