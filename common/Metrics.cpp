@@ -75,6 +75,10 @@ Metrics::Metrics()
                           .Name("snapimport_fallbacks_total")
                           .Help("Layers left to containerd's own fetch and apply, by reason.")
                           .Register(*registry_)),
+      noSpaceFamily_(BuildCounter()
+                         .Name("snapimport_no_space_errors_total")
+                         .Help("Operations that failed with \"no space left on device\", by area.")
+                         .Register(*registry_)),
       snapshotsFamily_(BuildGauge()
                            .Name("snapimport_snapshots")
                            .Help("Snapshots in the store, by kind.")
@@ -90,6 +94,7 @@ Metrics::Metrics()
   // Every reason's series exists from the start, at 0.
   for (std::string_view r : kFailureReasons) failedFamily_.Add({{"reason", std::string(r)}});
   for (std::string_view r : kFallbackReasons) fallbackFamily_.Add({{"reason", std::string(r)}});
+  for (std::string_view a : kNoSpaceAreas) noSpaceFamily_.Add({{"area", std::string(a)}});
   for (const char* kind : {"committed", "active", "view"}) snapshotsFamily_.Add({{"kind", kind}});
 }
 
@@ -104,6 +109,10 @@ prometheus::Counter& Metrics::importsFailed(std::string_view reason) {
 
 prometheus::Counter& Metrics::fallbacks(std::string_view reason) {
   return fallbackFamily_.Add({{"reason", std::string(known(reason, kFallbackReasons))}});
+}
+
+prometheus::Counter& Metrics::noSpaceErrors(std::string_view area) {
+  return noSpaceFamily_.Add({{"area", std::string(known(area, kNoSpaceAreas))}});
 }
 
 prometheus::Gauge& Metrics::snapshots(std::string_view kind) {

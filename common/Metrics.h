@@ -7,6 +7,7 @@
 // Metric names (all prefixed snapimport_; see docs/operations.md):
 //   imports_started_total, imports_completed_total           counters
 //   imports_failed_total{reason}, fallbacks_total{reason}    counters, reasons fixed below
+//   no_space_errors_total{area}                              counter, areas fixed below
 //   fetched_bytes_total, written_bytes_total                 counters
 //   layer_import_duration_seconds                            histogram
 //   import_jobs_in_flight                                    gauge
@@ -31,7 +32,7 @@ namespace snapimport::metrics {
 
 // Why an import failed. Reasons are a closed set so the label's cardinality stays bounded and
 // every series exists (at 0) from start-up, which keeps rate() and alerts simple.
-inline constexpr std::array<std::string_view, 8> kFailureReasons = {
+inline constexpr std::array<std::string_view, 9> kFailureReasons = {
     "fetch",      // network or HTTP error talking to the registry
     "auth",       // registry refused our credentials, or we hold none it accepts
     "verify",     // size, digest or diff_id mismatch
@@ -39,6 +40,7 @@ inline constexpr std::array<std::string_view, 8> kFailureReasons = {
     "limit",      // a [limits] cap was exceeded
     "timeout",    // [timeouts] stall or layer deadline
     "cancelled",  // the pull went away
+    "no_space",   // the root's filesystem is full (ENOSPC/EDQUOT); the pull fails, no fallback
     "internal",   // anything else (a bug)
 };
 
@@ -49,6 +51,16 @@ inline constexpr std::array<std::string_view, 6> kFallbackReasons = {
     "media_type",      // a layer media type the importer does not handle
     "no_credentials",  // the registry needs credentials snapimport does not hold
     "import_failed",   // the import failed (see imports_failed_total for why)
+    "other",
+};
+
+// Where an operation failed because the root's filesystem is full (store/NoSpace.h). The last
+// entry catches unknown areas.
+inline constexpr std::array<std::string_view, 5> kNoSpaceAreas = {
+    "import",     // unpacking a layer into staging/
+    "content",    // content blobs and ingests (a content Write or Commit)
+    "snapshots",  // snapshot directories (Prepare, View, an import's commit)
+    "database",   // a meta.db (SQLite) transaction
     "other",
 };
 
@@ -80,6 +92,8 @@ class Metrics {
   // Unknown reasons are counted as "internal" / "other" rather than creating new series.
   prometheus::Counter& importsFailed(std::string_view reason);
   prometheus::Counter& fallbacks(std::string_view reason);
+  // Operations that failed with "no space left on device", by area (kNoSpaceAreas).
+  prometheus::Counter& noSpaceErrors(std::string_view area);
 
   // Snapshot store state, set from the store at each scrape (see onScrape).
   prometheus::Gauge& snapshots(std::string_view kind);  // "committed", "active", "view"
@@ -102,6 +116,7 @@ class Metrics {
  private:
   prometheus::Family<prometheus::Counter>& failedFamily_;
   prometheus::Family<prometheus::Counter>& fallbackFamily_;
+  prometheus::Family<prometheus::Counter>& noSpaceFamily_;
   prometheus::Family<prometheus::Gauge>& snapshotsFamily_;
   prometheus::Family<prometheus::Counter>& grpcRequests_;
   prometheus::Family<prometheus::Histogram>& grpcDuration_;

@@ -66,6 +66,23 @@ TEST(Metrics, UnknownReasonsDoNotCreateSeries) {
   EXPECT_TRUE(has(t, "snapimport_fallbacks_total{reason=\"other\"} 1")) << t;
 }
 
+TEST(Metrics, NoSpaceErrorsByAreaExistFromTheStart) {
+  Metrics m;
+  std::string t = m.expose();
+  for (const char* area : {"import", "content", "snapshots", "database", "other"}) {
+    EXPECT_TRUE(has(t, std::string("snapimport_no_space_errors_total{area=\"") + area + "\"} 0"))
+        << area << "\n"
+        << t;
+  }
+  EXPECT_TRUE(has(t, "snapimport_imports_failed_total{reason=\"no_space\"} 0")) << t;
+  m.noSpaceErrors("content").Increment();
+  m.noSpaceErrors("somewhere new").Increment();
+  t = m.expose();
+  EXPECT_TRUE(has(t, "snapimport_no_space_errors_total{area=\"content\"} 1")) << t;
+  EXPECT_TRUE(has(t, "snapimport_no_space_errors_total{area=\"other\"} 1")) << t;
+  EXPECT_FALSE(has(t, "somewhere new")) << t;
+}
+
 TEST(Metrics, GrpcSeriesByMethodAndCode) {
   Metrics m;
   m.recordGrpc("/containerd.services.snapshots.v1.Snapshots/Stat", "NOT_FOUND", 0.002);
