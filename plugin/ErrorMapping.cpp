@@ -19,6 +19,8 @@ grpc::StatusCode toStatusCode(store::ErrorClass cls) {
       return grpc::StatusCode::OUT_OF_RANGE;
     case ErrorClass::DataLoss:
       return grpc::StatusCode::DATA_LOSS;
+    case ErrorClass::ResourceExhausted:
+      return grpc::StatusCode::RESOURCE_EXHAUSTED;
     case ErrorClass::Internal:
       return grpc::StatusCode::INTERNAL;
   }

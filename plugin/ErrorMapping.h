@@ -1,6 +1,12 @@
 #pragma once
 // Maps store errors onto the gRPC codes containerd's errdefs understand (reference §2.1).
 // Only the eight codes containerd 1.6 decodes are used where containerd must react.
+//
+// A full disk is RESOURCE_EXHAUSTED. containerd's own local stores return ENOSPC as a bare os
+// error, which its gRPC server sends as UNKNOWN; we say more. containerd 2.x's proxy clients
+// (errdefs/pkg/errgrpc) decode it as errdefs.ErrResourceExhausted; 1.6 and 1.7 decode it as
+// ErrUnknown. Either way containerd keeps our message, which names the path and says "No space
+// left on device", and nothing in containerd retries on it: the pull fails and reports it.
 #include <grpcpp/support/status.h>
 
 #include "store/StoreError.h"

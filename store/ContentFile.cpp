@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "NoSpace.h"
 #include "StoreError.h"
 
 namespace snapimport::store {
@@ -23,8 +24,8 @@ void pwriteAll(int fd, const char* data, size_t size, int64_t offset, const std:
     ssize_t n = ::pwrite(fd, data, size, offset);
     if (n < 0) {
       if (errno == EINTR) continue;
-      fail(ErrorClass::Internal,
-           what + ": write at offset " + std::to_string(offset) + " failed: " + errnoText(errno));
+      failSystem(kAreaContent, what + ": write at offset " + std::to_string(offset) + " failed",
+                 errno);
     }
     data += n;
     size -= static_cast<size_t>(n);
@@ -50,7 +51,7 @@ size_t preadFull(int fd, char* data, size_t size, int64_t offset, const std::str
 void syncDirectory(const std::filesystem::path& dir) {
   UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!fd || ::fsync(fd.get()) != 0) {
-    fail(ErrorClass::Internal, "sync directory " + dir.string() + " failed: " + errnoText(errno));
+    failSystem(kAreaContent, "sync directory " + dir.string() + " failed", errno);
   }
 }
 
@@ -64,7 +65,7 @@ void makePrivateDirs(const std::filesystem::path& dir) {
   }
   makePrivateDirs(dir.parent_path());
   if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    fail(ErrorClass::Internal, "create directory " + dir.string() + " failed: " + errnoText(errno));
+    failSystem(kAreaContent, "create directory " + dir.string() + " failed", errno);
   }
 }
 

@@ -33,7 +33,8 @@ class UniqueFd {
   int fd_ = -1;
 };
 
-// Writes all of [data, data+size) at `offset`; throws Internal naming `what`.
+// Writes all of [data, data+size) at `offset`; throws Internal naming `what`, or
+// ResourceExhausted when the disk is full (NoSpace.h). The helpers below do the same.
 void pwriteAll(int fd, const char* data, size_t size, int64_t offset, const std::string& what);
 // Reads up to `size` bytes at `offset`, fewer only at end of file. Throws Internal naming `what`.
 size_t preadFull(int fd, char* data, size_t size, int64_t offset, const std::string& what);

@@ -14,6 +14,7 @@
 #include "Filter.h"
 #include "Ingest.h"
 #include "Labels.h"
+#include "NoSpace.h"
 #include "StoreError.h"
 #include "common/Log.h"
 
@@ -506,17 +507,24 @@ std::unique_ptr<Ingest> ContentStore::openIngest(const std::string& ref, int64_t
       fail(ErrorClass::Internal,
            "clear ingest directory " + dir.string() + " failed: " + ec.message());
     if (::mkdir(dir.c_str(), 0700) != 0) {
-      fail(ErrorClass::Internal, "create ingest directory " + dir.string() + " for ref " +
-                                     quoteRef(ref) + " failed: " + errnoText(errno));
+      failSystem(
+          kAreaContent,
+          "create ingest directory " + dir.string() + " for ref " + quoteRef(ref) + " failed",
+          errno);
     }
     UniqueFd fd(::open(data.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
-    if (!fd) {
-      fail(ErrorClass::Internal,
-           "create ingest file " + data.string() + " failed: " + errnoText(errno));
-    }
+    if (!fd) failSystem(kAreaContent, "create ingest file " + data.string() + " failed", errno);
     ContentTime now = ContentClock::now();
     IngestRow fresh{ref, total, expected ? expected->str() : "", toNanos(now), toNanos(now)};
-    saveIngestRow(id, fresh);
+    try {
+      saveIngestRow(id, fresh);
+    } catch (...) {
+      // Without its record the directory is debris (start-up would remove it); on a full disk
+      // its blocks are better given back now.
+      fd.reset();
+      fs::remove_all(dir, ec);
+      throw;
+    }
     std::unique_ptr<Ingest> ingest(
         new Ingest(*this, ref, id, std::move(fd), 0, total, expected, now, now));
     ingest->hasher_ = std::make_unique<IngestHasher>();

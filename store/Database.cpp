@@ -1,12 +1,41 @@
 #include "Database.h"
 
+#include <cstring>
+
+#include "NoSpace.h"
 #include "StoreError.h"
 
 namespace snapimport::store {
 namespace {
 
-[[noreturn]] void sqliteFail(sqlite3* db, const std::string& what) {
-  fail(ErrorClass::Internal, what + ": " + (db ? sqlite3_errmsg(db) : "out of memory"));
+// SQLite says SQLITE_FULL when a write meets ENOSPC; where it cannot tell (creating the WAL index,
+// an fsync) it says SQLITE_IOERR_* and keeps the errno, which sqlite3_system_errno gives back.
+bool outOfSpace(sqlite3* db, int rc) {
+  int primary = rc & 0xff;
+  if (primary == SQLITE_FULL) return true;
+  return db && (primary == SQLITE_IOERR || primary == SQLITE_CANTOPEN) &&
+         isNoSpace(sqlite3_system_errno(db));
+}
+
+// `what` names the database file. A full disk gives ResourceExhausted, and the message says "No
+// space left on device" as well as SQLite's "database or disk is full".
+[[noreturn]] void sqliteFail(sqlite3* db, int rc, const std::string& what, std::string detail) {
+  std::string message = what + ": " + detail;
+  if (outOfSpace(db, rc)) {
+    int err = db ? sqlite3_system_errno(db) : 0;
+    failNoSpace(kAreaDatabase, message + " (" + std::strerror(isNoSpace(err) ? err : ENOSPC) + ")");
+  }
+  fail(ErrorClass::Internal, message);
+}
+
+[[noreturn]] void sqliteFail(sqlite3* db, int rc, const std::string& what) {
+  sqliteFail(db, rc, what, db ? sqlite3_errmsg(db) : "out of memory");
+}
+
+// Short statements (BEGIN, COMMIT, a PRAGMA) are worth quoting in an error; a schema is not.
+std::string describeSql(std::string_view sql) {
+  if (sql.size() > 48 || sql.find('\n') != std::string_view::npos) return "statements";
+  return "\"" + std::string(sql) + "\"";
 }
 
 }  // namespace
@@ -15,11 +44,12 @@ Database::Database(const std::filesystem::path& file) : file_(file) {
   int rc = sqlite3_open_v2(file.c_str(), &db_,
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
-    std::string msg = "open metadata database " + file.string();
     std::string detail = db_ ? sqlite3_errmsg(db_) : "out of memory";
+    bool noSpace = outOfSpace(db_, rc);
     sqlite3_close(db_);
     db_ = nullptr;
-    fail(ErrorClass::Internal, msg + ": " + detail);
+    sqliteFail(nullptr, noSpace ? SQLITE_FULL : rc, "open metadata database " + file.string(),
+               detail);
   }
   sqlite3_busy_timeout(db_, 5000);
   // WAL keeps readers off the writer's back; synchronous=FULL makes each COMMIT durable, which
@@ -32,10 +62,11 @@ Database::~Database() { sqlite3_close(db_); }
 void Database::exec(std::string_view sql) {
   char* err = nullptr;
   std::string s(sql);
-  if (sqlite3_exec(db_, s.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+  int rc = sqlite3_exec(db_, s.c_str(), nullptr, nullptr, &err);
+  if (rc != SQLITE_OK) {
     std::string msg = err ? err : "unknown error";
     sqlite3_free(err);
-    fail(ErrorClass::Internal, "sqlite exec on " + file_.string() + " failed: " + msg);
+    sqliteFail(db_, rc, "sqlite " + describeSql(sql) + " on " + file_.string() + " failed", msg);
   }
 }
 
@@ -44,9 +75,11 @@ int64_t Database::lastInsertRowId() const { return sqlite3_last_insert_rowid(db_
 int Database::changes() const { return sqlite3_changes(db_); }
 
 Statement::Statement(Database& db, std::string_view sql) : db_(&db) {
-  if (sqlite3_prepare_v2(db.handle(), sql.data(), static_cast<int>(sql.size()), &stmt_, nullptr) !=
-      SQLITE_OK) {
-    sqliteFail(db.handle(), "prepare statement '" + std::string(sql) + "'");
+  int rc =
+      sqlite3_prepare_v2(db.handle(), sql.data(), static_cast<int>(sql.size()), &stmt_, nullptr);
+  if (rc != SQLITE_OK) {
+    sqliteFail(db.handle(), rc,
+               "prepare statement '" + std::string(sql) + "' on " + db.file().string());
   }
 }
 
@@ -59,21 +92,21 @@ Statement::Statement(Statement&& other) noexcept : db_(other.db_), stmt_(other.s
 Statement& Statement::bind(int index, std::string_view text) {
   if (sqlite3_bind_text(stmt_, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT) !=
       SQLITE_OK) {
-    sqliteFail(db_->handle(), "bind text parameter " + std::to_string(index));
+    sqliteFail(db_->handle(), SQLITE_MISUSE, "bind text parameter " + std::to_string(index));
   }
   return *this;
 }
 
 Statement& Statement::bind(int index, int64_t value) {
   if (sqlite3_bind_int64(stmt_, index, value) != SQLITE_OK) {
-    sqliteFail(db_->handle(), "bind integer parameter " + std::to_string(index));
+    sqliteFail(db_->handle(), SQLITE_MISUSE, "bind integer parameter " + std::to_string(index));
   }
   return *this;
 }
 
 Statement& Statement::bindNull(int index) {
   if (sqlite3_bind_null(stmt_, index) != SQLITE_OK) {
-    sqliteFail(db_->handle(), "bind null parameter " + std::to_string(index));
+    sqliteFail(db_->handle(), SQLITE_MISUSE, "bind null parameter " + std::to_string(index));
   }
   return *this;
 }
@@ -82,7 +115,8 @@ bool Statement::step() {
   int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
-  sqliteFail(db_->handle(), std::string("execute '") + sqlite3_sql(stmt_) + "'");
+  sqliteFail(db_->handle(), rc,
+             std::string("execute '") + sqlite3_sql(stmt_) + "' on " + db_->file().string());
 }
 
 void Statement::run() {

@@ -10,6 +10,7 @@
 #include "ContentStore.h"
 #include "CrashPoint.h"
 #include "Labels.h"
+#include "NoSpace.h"
 #include "StoreError.h"
 #include "common/Log.h"
 
@@ -63,7 +64,8 @@ void Ingest::write(std::string data) {
   if (data.empty()) return;
   try {
     pwriteAll(fd_.get(), data.data(), data.size(), offset_,
-              "write " + std::to_string(data.size()) + " bytes to " + describe());
+              "write " + std::to_string(data.size()) + " bytes to " + describe() + " (" +
+                  (store_.ingestRoot_ / id_ / "data").string() + ")");
   } catch (...) {
     // Keep the file and offset_ in step, so a resume starts from what was acknowledged.
     if (::ftruncate(fd_.get(), offset_) != 0) {
@@ -126,8 +128,7 @@ Digest Ingest::commit(int64_t size, const std::optional<Digest>& expected, const
   }
   // Read-only from the moment it has a blob's name, and durable before it gets that name.
   if (::fsync(fd_.get()) != 0) {
-    fail(ErrorClass::Internal,
-         "sync " + describe() + " at " + data.string() + " failed: " + errnoText(errno));
+    failSystem(kAreaContent, "sync " + describe() + " at " + data.string() + " failed", errno);
   }
   if (::fchmod(fd_.get(), 0444) != 0) {
     fail(ErrorClass::Internal, "make " + data.string() + " read-only failed: " + errnoText(errno));
@@ -144,8 +145,7 @@ Digest Ingest::commit(int64_t size, const std::optional<Digest>& expected, const
            "content " + actual.str() + ": already exists (committing " + describe() + ")");
     }
     ::fchmod(fd_.get(), 0600);
-    fail(ErrorClass::Internal,
-         "rename " + data.string() + " to " + target.string() + " failed: " + errnoText(err));
+    failSystem(kAreaContent, "rename " + data.string() + " to " + target.string() + " failed", err);
   }
   syncDirectory(target.parent_path());
   crashPoint("content.commit.renamed");

@@ -12,6 +12,7 @@
 #include "CrashPoint.h"
 #include "DiskUsage.h"
 #include "Labels.h"
+#include "NoSpace.h"
 #include "StoreError.h"
 #include "common/Log.h"
 
@@ -20,9 +21,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-[[noreturn]] void sysFail(const std::string& what) {
-  fail(ErrorClass::Internal, what + ": " + std::strerror(errno));
-}
+[[noreturn]] void sysFail(const std::string& what) { failSystem(kAreaSnapshots, what, errno); }
 
 void makeDir(const fs::path& p, mode_t mode) {
   if (mkdir(p.c_str(), mode) != 0 && errno != EEXIST) sysFail("create directory " + p.string());
@@ -88,7 +87,7 @@ SnapshotStore::SnapshotStore(const fs::path& root, OverlayOptions overlay)
     : root_(root), snapshotsDir_(root / "snapshots"), stagingDir_(root / "staging"), overlay_(overlay) {
   std::error_code ec;
   fs::create_directories(root_, ec);
-  if (ec) fail(ErrorClass::Internal, "create root " + root_.string() + ": " + ec.message());
+  if (ec) failSystem(kAreaSnapshots, "create root " + root_.string(), ec.value());
   makeDir(root_, 0700);
   makeDir(snapshotsDir_, 0700);
   // Imports never survive a restart half-done: whatever was staged belongs to a dead process.

@@ -14,6 +14,9 @@ enum class ErrorClass {
   Unavailable,
   OutOfRange,
   DataLoss,
+  // The disk (or a quota) is full: ENOSPC, EDQUOT, SQLITE_FULL. Not a bug, and not the client's
+  // fault; the same request can succeed once space is freed (see NoSpace.h).
+  ResourceExhausted,
   Internal,
 };
 

@@ -1,0 +1,33 @@
+#include "NoSpace.h"
+
+#include <cerrno>
+#include <cstring>
+
+#include "StoreError.h"
+#include "common/Log.h"
+#include "common/Metrics.h"
+
+namespace snapimport::store {
+
+bool isNoSpace(int err) { return err == ENOSPC || err == EDQUOT; }
+
+bool mentionsNoSpace(std::string_view message) {
+  for (int err : {ENOSPC, EDQUOT}) {
+    if (message.find(std::strerror(err)) != std::string_view::npos) return true;
+  }
+  return false;
+}
+
+void failNoSpace(std::string_view area, const std::string& message) {
+  metrics::Metrics::daemon().noSpaceErrors(area).Increment();
+  log::warn("out of disk space", {{"area", std::string(area)}, {"error", message}});
+  throw StoreError(ErrorClass::ResourceExhausted, message);
+}
+
+void failSystem(std::string_view area, const std::string& what, int err) {
+  std::string message = what + ": " + std::strerror(err);
+  if (isNoSpace(err)) failNoSpace(area, message);
+  throw StoreError(ErrorClass::Internal, message);
+}
+
+}  // namespace snapimport::store
