@@ -5,11 +5,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 
 #include "ChainId.h"
 #include "common/ImportProgress.h"
 #include "common/Log.h"
 #include "common/Metrics.h"
+#include "store/NoSpace.h"
 #include "store/StoreError.h"
 
 namespace snapimport::plugin {
@@ -132,7 +135,16 @@ Importer::Outcome Importer::prepare(const std::string& key, const std::string& p
     log::debug("import outcome", {{"key", key}, {"layer", l->layerDigest},
                                   {"outcome", o == Outcome::Imported ? "imported" : "fallback"}});
     return o;
+  } catch (const store::StoreError& e) {
+    if (e.errorClass() == store::ErrorClass::ResourceExhausted) throw;  // see Importer.h
+    return fallback("other", e.what(), &*l);
   } catch (const std::exception& e) {
+    if (store::mentionsNoSpace(e.what())) {
+      // Committing the staged layer (fixing up its directories) ran out of space.
+      metrics::Metrics::daemon().noSpaceErrors(store::kAreaImport).Increment();
+      throw store::StoreError(store::ErrorClass::ResourceExhausted,
+                              "import of layer " + l->layerDigest + " failed: " + e.what());
+    }
     return fallback("other", e.what(), &*l);
   }
 }
@@ -265,6 +277,8 @@ Importer::Outcome Importer::importLayer(const ImportLabels& l, const std::string
                     &l);
   }
 
+  const auto arrived = std::chrono::steady_clock::now();
+  bool retriedStaleNoSpace = false;
   for (int attempt = 0; attempt < 3; ++attempt) {
     // Another pull (another namespace, or a retry) may already have committed this chain here.
     if (store_->findCommitted(kLabelSnapshotRef, l.chainId, parent)) {
@@ -285,6 +299,19 @@ Importer::Outcome Importer::importLayer(const ImportLabels& l, const std::string
       if (job->state == Job::State::Failed) {
         auto it = jobs_.find(desc.digest);
         if (it != jobs_.end() && it->second == job) jobs_.erase(it);
+        if (job->reason == "no_space") {
+          // A prefetch that failed before this Prepare arrived (an earlier pull's) says nothing
+          // about the disk now: fetch the layer again, once.
+          if (job->finishedAt < arrived && !retriedStaleNoSpace) {
+            retriedStaleNoSpace = true;
+            continue;
+          }
+          // Falling back would have containerd download the same layer into the same full
+          // disk. The pull fails instead; kubelet retries it after its image GC frees space.
+          lock.unlock();
+          finishImage();
+          throw store::StoreError(store::ErrorClass::ResourceExhausted, job->error);
+        }
         lock.unlock();
         finishImage();
         return fallback(fallbackReasonFor(job->reason), job->error, &l);
@@ -388,10 +415,13 @@ void Importer::runJob(Job& job) {
   unpack::Result result;
   try {
     std::string tmpl = (store_->stagingDir() / "layer-XXXXXX").string();
-    if (!mkdtemp(tmpl.data())) throw std::runtime_error("create staging directory in " + store_->stagingDir().string());
+    if (!mkdtemp(tmpl.data())) {
+      throw std::runtime_error("create staging directory in " + store_->stagingDir().string() + ": " +
+                               std::strerror(errno));
+    }
     staged = tmpl;
     if (mkdir((staged / "fs").c_str(), 0755) != 0 || chmod((staged / "fs").c_str(), 0755) != 0) {
-      throw std::runtime_error("create " + (staged / "fs").string());
+      throw std::runtime_error("create " + (staged / "fs").string() + ": " + std::strerror(errno));
     }
     auto src = fetcher_->open(job.imageRef, job.desc);
     std::atomic<uint64_t> written{0};
@@ -425,6 +455,14 @@ void Importer::runJob(Job& job) {
   } catch (const std::exception& e) {
     reason = "internal";
     error = e.what();
+  }
+  // The unpacker's errors are text; strerror's words in one from writing (not from the registry,
+  // whose error bodies may say anything) mean the root's filesystem is full.
+  if ((reason == "extract" || reason == "internal") && store::mentionsNoSpace(error)) {
+    reason = "no_space";
+    error = "import of layer " + job.desc.digest + " into " +
+            (staged.empty() ? store_->stagingDir() : staged).string() + " failed: " + error;
+    m.noSpaceErrors(store::kAreaImport).Increment();
   }
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   m.importJobsInFlight.Decrement();

@@ -4,7 +4,8 @@
 // every later layer of the image in parallel), verifies it, and commits it as a COMMITTED snapshot
 // on exactly the parent containerd expects. Prepare then answers AlreadyExists and containerd skips
 // its own fetch and apply. Whenever the importer cannot help, Prepare falls back to the plain
-// overlay snapshotter: a pull never fails because of the importer.
+// overlay snapshotter: a pull never fails because of the importer. The one exception is a full
+// disk, where containerd's own path would fail the same way after downloading the layer again.
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -45,7 +46,9 @@ class Importer {
 
   // Imported: a COMMITTED snapshot labelled with the target chain ID now exists on `parent`, and
   // Prepare must answer AlreadyExists. Fallback: Prepare must create an ordinary active snapshot.
-  // Never throws.
+  // Throws only store::StoreError ResourceExhausted, when the layer did not fit on the root's
+  // filesystem: a fallback would have containerd download the same layer into the same full
+  // disk, so the Prepare (and the pull) fails with the error instead.
   Outcome prepare(const std::string& key, const std::string& parent, const store::Labels& labels);
 
   // Removes staged layers nobody claimed within the grace period. Returns how many.
