@@ -30,6 +30,7 @@ struct Importer::Job {
   unpack::Result result;
   std::string error;
   std::string reason;
+  uint64_t freeAtFailure = 0;  // no_space: bytes free on the staging filesystem afterwards
   std::chrono::steady_clock::time_point finishedAt;
   std::atomic<bool> cancel{false};
 };
@@ -277,8 +278,7 @@ Importer::Outcome Importer::importLayer(const ImportLabels& l, const std::string
                     &l);
   }
 
-  const auto arrived = std::chrono::steady_clock::now();
-  bool retriedStaleNoSpace = false;
+  bool retriedNoSpace = false;
   for (int attempt = 0; attempt < 3; ++attempt) {
     // Another pull (another namespace, or a retry) may already have committed this chain here.
     if (store_->findCommitted(kLabelSnapshotRef, l.chainId, parent)) {
@@ -300,10 +300,12 @@ Importer::Outcome Importer::importLayer(const ImportLabels& l, const std::string
         auto it = jobs_.find(desc.digest);
         if (it != jobs_.end() && it->second == job) jobs_.erase(it);
         if (job->reason == "no_space") {
-          // A prefetch that failed before this Prepare arrived (an earlier pull's) says nothing
-          // about the disk now: fetch the layer again, once.
-          if (job->finishedAt < arrived && !retriedStaleNoSpace) {
-            retriedStaleNoSpace = true;
+          // Space freed since the failure (kubelet's image GC, after an earlier pull failed) of
+          // at least the layer's download size: try the layer again, once. Otherwise the disk is
+          // as full as it was (the same pull's prefetch failed a moment ago).
+          uint64_t need = std::max<uint64_t>(static_cast<uint64_t>(std::max<int64_t>(desc.size, 0)), 1 << 20);
+          if (!retriedNoSpace && store::availableBytes(store_->stagingDir()) >= job->freeAtFailure + need) {
+            retriedNoSpace = true;
             continue;
           }
           // Falling back would have containerd download the same layer into the same full
@@ -465,6 +467,7 @@ void Importer::runJob(Job& job) {
     m.noSpaceErrors(store::kAreaImport).Increment();
   }
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  uint64_t freeAfter = 0;
   m.importJobsInFlight.Decrement();
   if (reason.empty()) {
     m.writtenBytes.Increment(static_cast<double>(result.uncompressedBytes));
@@ -473,6 +476,7 @@ void Importer::runJob(Job& job) {
   } else {
     removeQuietly(staged);
     staged.clear();
+    if (reason == "no_space") freeAfter = store::availableBytes(store_->stagingDir());
     m.importsFailed(reason).Increment();
     prog.layerState(job.desc.digest, LayerState::Failed, error);
     log::warn("layer import failed", {{"image", job.imageRef}, {"layer", job.desc.digest}, {"reason", reason},
@@ -487,6 +491,7 @@ void Importer::runJob(Job& job) {
   } else {
     job.reason = reason;
     job.error = error;
+    job.freeAtFailure = freeAfter;
     job.state = Job::State::Failed;
   }
 }

@@ -1,5 +1,7 @@
 #include "NoSpace.h"
 
+#include <sys/statvfs.h>
+
 #include <cerrno>
 #include <cstring>
 
@@ -16,6 +18,12 @@ bool mentionsNoSpace(std::string_view message) {
     if (message.find(std::strerror(err)) != std::string_view::npos) return true;
   }
   return false;
+}
+
+uint64_t availableBytes(const std::filesystem::path& path) {
+  struct statvfs st {};
+  if (::statvfs(path.c_str(), &st) != 0) return 0;
+  return static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
 }
 
 void failNoSpace(std::string_view area, const std::string& message) {

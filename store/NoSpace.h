@@ -4,6 +4,8 @@
 // the operation, the path and strerror's "No space left on device", counts it in
 // snapimport_no_space_errors_total{area} and logs it, all in one place (failNoSpace), so each
 // failed operation is counted once whichever layer noticed it.
+#include <cstdint>
+#include <filesystem>
 #include <string>
 #include <string_view>
 
@@ -22,6 +24,8 @@ bool isNoSpace(int err);
 bool mentionsNoSpace(std::string_view message);
 // Counts and logs one operation that failed for lack of space, then throws ResourceExhausted.
 [[noreturn]] void failNoSpace(std::string_view area, const std::string& message);
+// Free bytes on the filesystem holding `path` (statvfs f_bavail); 0 when it cannot be asked.
+uint64_t availableBytes(const std::filesystem::path& path);
 // Throws for a failed system call: ResourceExhausted (through failNoSpace) when `err` is ENOSPC or
 // EDQUOT, Internal otherwise. The message is `what`: strerror(err); `what` names the path.
 [[noreturn]] void failSystem(std::string_view area, const std::string& what, int err);

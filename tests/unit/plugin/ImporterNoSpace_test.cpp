@@ -157,6 +157,32 @@ TEST_F(ImporterNoSpaceTest, ALayerThatDoesNotFitFailsThePrepareInsteadOfFallingB
   EXPECT_TRUE(stagingEmpty());
 }
 
+// Waits until the prefetch of layer 1 has failed for lack of space.
+void waitForNoSpaceFailure(double before) {
+  auto& m = metrics::Metrics::daemon();
+  for (int i = 0; i < 500 && metric(m.importsFailed("no_space")) == before; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_EQ(metric(m.importsFailed("no_space")), before + 1)
+      << "the prefetch did not run out of space";
+}
+
+TEST_F(ImporterNoSpaceTest, APrefetchThatRanOutOfSpaceIsNotFetchedAgainIntoTheSameFullDisk) {
+  double before = metric(metrics::Metrics::daemon().importsFailed("no_space"));
+  disk.fill(2 << 20);
+  Importer importer(store, fetcher, {});
+  ASSERT_EQ(importer.prepare("k8s.io/1/extract-1 " + chains[0], "", labelsFor(0)),
+            Importer::Outcome::Imported);
+  std::string base = committedName(0, "");
+  waitForNoSpaceFailure(before);
+  // The same pull goes on to layer 1: its prefetch failed, the disk is as full as then.
+  EXPECT_THROW(importer.prepare("k8s.io/1/extract-2 " + chains[1], base, labelsFor(1)),
+               store::StoreError);
+  EXPECT_EQ(fetcher->opened, 2) << "the layer was downloaded again into the full disk";
+  EXPECT_EQ(importer.stats().fallbacks, 0u);
+  EXPECT_TRUE(stagingEmpty());
+}
+
 TEST_F(ImporterNoSpaceTest, AnEarlierPullsNoSpaceFailureIsFetchedAgainOnceSpaceIsFreed) {
   auto& m = metrics::Metrics::daemon();
   double failedBefore = metric(m.importsFailed("no_space"));
@@ -167,11 +193,7 @@ TEST_F(ImporterNoSpaceTest, AnEarlierPullsNoSpaceFailureIsFetchedAgainOnceSpaceI
   ASSERT_EQ(importer.prepare("k8s.io/1/extract-1 " + chains[0], "", labelsFor(0)),
             Importer::Outcome::Imported);
   std::string base = committedName(0, "");
-  for (int i = 0; i < 500 && metric(m.importsFailed("no_space")) == failedBefore; ++i) {
-    std::this_thread::sleep_for(10ms);
-  }
-  ASSERT_EQ(metric(m.importsFailed("no_space")), failedBefore + 1)
-      << "the prefetch did not run out of space";
+  waitForNoSpaceFailure(failedBefore);
   EXPECT_TRUE(stagingEmpty());
 
   // Space is freed; the retried pull asks for layer 1. The stale failure must not fail it.
