@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "ChainId.h"
@@ -88,6 +89,12 @@ class CountingSource : public unpack::Source {
 void removeQuietly(const fs::path& p) {
   std::error_code ec;
   if (!p.empty()) fs::remove_all(p, ec);
+}
+
+std::string mib(uint64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+  return buf;
 }
 
 const char* fallbackReasonFor(const std::string& failure) {
@@ -425,6 +432,15 @@ void Importer::runJob(Job& job) {
     if (mkdir((staged / "fs").c_str(), 0755) != 0 || chmod((staged / "fs").c_str(), 0755) != 0) {
       throw std::runtime_error("create " + (staged / "fs").string() + ": " + std::strerror(errno));
     }
+    // Unpacked, a layer takes at least about its compressed size; when even that does not fit,
+    // downloading it would only fill the disk for nothing.
+    uint64_t free = store::availableBytes(store_->stagingDir());
+    uint64_t need = static_cast<uint64_t>(std::max<int64_t>(job.desc.size, 0)) + options_.stagingReserveBytes;
+    if (free < need) {
+      throw FetchError("no_space", mib(job.desc.size) + " to download, " + mib(free) + " free of which " +
+                                       mib(options_.stagingReserveBytes) +
+                                       " stay for the database: " + std::strerror(ENOSPC));
+    }
     auto src = fetcher_->open(job.imageRef, job.desc);
     std::atomic<uint64_t> written{0};
     CountingSource counting(*src, job.desc.digest, options_.layerTimeout, written);
@@ -460,8 +476,8 @@ void Importer::runJob(Job& job) {
   }
   // The unpacker's errors are text; strerror's words in one from writing (not from the registry,
   // whose error bodies may say anything) mean the root's filesystem is full.
-  if ((reason == "extract" || reason == "internal") && store::mentionsNoSpace(error)) {
-    reason = "no_space";
+  if ((reason == "extract" || reason == "internal") && store::mentionsNoSpace(error)) reason = "no_space";
+  if (reason == "no_space") {
     error = "import of layer " + job.desc.digest + " into " +
             (staged.empty() ? store_->stagingDir() : staged).string() + " failed: " + error;
     m.noSpaceErrors(store::kAreaImport).Increment();

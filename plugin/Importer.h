@@ -32,6 +32,10 @@ struct ImporterOptions {
   // A layer import taking longer than this is abandoned (0: no limit).
   std::chrono::milliseconds layerTimeout{0};
   unpack::Limits limits;
+  // A layer is not even downloaded when the staging filesystem has less free space than its
+  // compressed size plus this much: an import must not take the last bytes the database needs
+  // to record anything, a removal (kubelet's image GC) included.
+  uint64_t stagingReserveBytes = 8 << 20;
 };
 
 class Importer {

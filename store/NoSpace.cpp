@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <limits>
 
 #include "StoreError.h"
 #include "common/Log.h"
@@ -22,7 +23,7 @@ bool mentionsNoSpace(std::string_view message) {
 
 uint64_t availableBytes(const std::filesystem::path& path) {
   struct statvfs st {};
-  if (::statvfs(path.c_str(), &st) != 0) return 0;
+  if (::statvfs(path.c_str(), &st) != 0) return std::numeric_limits<uint64_t>::max();
   return static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
 }
 

@@ -24,7 +24,8 @@ bool isNoSpace(int err);
 bool mentionsNoSpace(std::string_view message);
 // Counts and logs one operation that failed for lack of space, then throws ResourceExhausted.
 [[noreturn]] void failNoSpace(std::string_view area, const std::string& message);
-// Free bytes on the filesystem holding `path` (statvfs f_bavail); 0 when it cannot be asked.
+// Free bytes on the filesystem holding `path` (statvfs f_bavail); UINT64_MAX when it cannot be
+// asked, so a failing statvfs never refuses work by itself.
 uint64_t availableBytes(const std::filesystem::path& path);
 // Throws for a failed system call: ResourceExhausted (through failNoSpace) when `err` is ENOSPC or
 // EDQUOT, Internal otherwise. The message is `what`: strerror(err); `what` names the path.

@@ -62,20 +62,20 @@ class ImporterNoSpaceTest : public ::testing::Test {
   std::shared_ptr<FileFetcher> fetcher = std::make_shared<FileFetcher>();
   std::vector<std::string> chains;
   const std::string manifest = "sha256:" + std::string(64, 'd');
+  std::string base;  // layer 0's committed snapshot, once importBase() ran
 
   void SetUp() override {
     if (!disk.mounted()) GTEST_SKIP() << "cannot mount a small tmpfs: " << disk.whyNot();
     store = std::make_shared<store::SnapshotStore>(disk.path() / "root", store::OverlayOptions{});
-    // Layer 0: one small file. Layer 1: 6 MiB of random bytes, which gzip cannot shrink.
+    // Layer 0: one small file. Layer 1: 12 MiB of zeros, a few KiB to download: the space runs
+    // out while it unpacks. Layer 2: 6 MiB of random bytes, as much to download as to unpack.
+    const char* contents[] = {"echo small > small.txt", "head -c 12582912 /dev/zero > zeros.bin",
+                              "head -c 6291456 /dev/urandom > random.bin"};
     std::vector<std::string> diffIds;
-    for (int i = 0; i < 2; ++i) {
+    for (int i = 0; i < 3; ++i) {
       fs::path dir = src.path() / ("l" + std::to_string(i));
       fs::create_directories(dir);
-      if (i == 0) {
-        std::ofstream(dir / "small.txt") << "small\n";
-      } else {
-        sh("head -c 6291456 /dev/urandom > " + (dir / "big.bin").string());
-      }
+      sh("cd " + dir.string() + " && " + contents[i]);
       fs::path tar = src.path() / ("l" + std::to_string(i) + ".tar");
       sh("tar -C " + dir.string() + " -cf " + tar.string() + " .");
       sh("gzip -kn " + tar.string());
@@ -89,118 +89,128 @@ class ImporterNoSpaceTest : public ::testing::Test {
     chains = chainIds(diffIds);
   }
 
-  store::Labels labelsFor(size_t i) {
-    std::string later;
-    for (size_t j = i; j < fetcher->image.layers.size(); ++j) {
-      later += (later.empty() ? "" : ",") + fetcher->image.layers[j].digest;
-    }
-    return {{kLabelSnapshotRef, chains[i]},
+  // Labels of layer i on top of layer 0 (or of layer 0 itself), prefetching `also` with it. The
+  // chain IDs of layers 1 and 2 are taken on layer 0 alone (both sit right on the base here).
+  store::Labels labelsFor(size_t i, const std::vector<size_t>& also = {}) {
+    std::string layers = fetcher->image.layers[i].digest;
+    for (size_t j : also) layers += "," + fetcher->image.layers[j].digest;
+    return {{kLabelSnapshotRef, chainOf(i)},
             {kLabelImageRef, "127.0.0.1:5000/test/full:1"},
             {kLabelManifestDigest, manifest},
             {kLabelLayerDigest, fetcher->image.layers[i].digest},
-            {kLabelImageLayers, later}};
+            {kLabelImageLayers, layers}};
   }
-
-  std::string committedName(size_t i, const std::string& parent) {
-    auto info = store->findCommitted(kLabelSnapshotRef, chains[i], parent);
-    return info ? info->name : "";
+  std::string chainOf(size_t i) {
+    return i == 0 ? chains[0] : chainIdOf(chains[0], fetcher->image.diffIds[i]);
   }
-
+  Importer::Outcome prepare(Importer& importer, size_t i, const store::Labels& labels) {
+    return importer.prepare("k8s.io/1/extract-" + std::to_string(i) + " " + chainOf(i),
+                            i == 0 ? "" : base, labels);
+  }
+  // The StoreError a Prepare throws (a test failure if it does not).
+  store::StoreError prepareError(Importer& importer, size_t i) {
+    try {
+      prepare(importer, i, labelsFor(i));
+    } catch (const store::StoreError& e) {
+      return e;
+    }
+    ADD_FAILURE() << "the Prepare of layer " << i << " on a full disk did not fail";
+    return store::StoreError(store::ErrorClass::Internal, "");
+  }
+  void importBase(Importer& importer, const std::vector<size_t>& also = {}) {
+    ASSERT_EQ(prepare(importer, 0, labelsFor(0, also)), Importer::Outcome::Imported);
+    base = store->findCommitted(kLabelSnapshotRef, chains[0], "")->name;
+  }
+  bool committed(size_t i) {
+    return store->findCommitted(kLabelSnapshotRef, chainOf(i), base).has_value();
+  }
   bool stagingEmpty() { return fs::is_empty(store->stagingDir()); }
+  // Waits until a prefetch has failed for lack of space.
+  void waitForNoSpaceFailure(double before) {
+    auto& c = metrics::Metrics::daemon().importsFailed("no_space");
+    for (int i = 0; i < 500 && metric(c) == before; ++i) std::this_thread::sleep_for(10ms);
+    ASSERT_EQ(metric(c), before + 1) << "the prefetch did not run out of space";
+  }
 };
 
-TEST_F(ImporterNoSpaceTest, ALayerThatDoesNotFitFailsThePrepareInsteadOfFallingBack) {
+TEST_F(ImporterNoSpaceTest,
+       ALayerThatRunsOutOfSpaceWhileUnpackingFailsThePrepareInsteadOfFallingBack) {
   auto& m = metrics::Metrics::daemon();
   double failedBefore = metric(m.importsFailed("no_space"));
   double areaBefore = metric(m.noSpaceErrors("import"));
   double fallbacksBefore = metric(m.fallbacks("import_failed"));
   Importer importer(store, fetcher, {});
-  // Base layer first, then leave 2 MiB for the 6 MiB layer.
-  ASSERT_EQ(importer.prepare("k8s.io/1/extract-1 " + chains[0], "", labelsFor(0)),
-            Importer::Outcome::Imported);
-  std::string base = committedName(0, "");
-  // The big layer was prefetched while there was room; drop it, as Cleanup would after the grace.
-  size_t dropped = 0;
-  for (int i = 0; i < 500 && dropped == 0; ++i) {
-    dropped = importer.cleanupStaged(true);
-    if (dropped == 0) std::this_thread::sleep_for(10ms);
-  }
-  ASSERT_EQ(dropped, 1u);
-  ASSERT_TRUE(stagingEmpty());
-  disk.fill(2 << 20);
+  importBase(importer);
+  disk.fill(10 << 20);
 
-  const int openedBefore = fetcher->opened;
-  try {
-    importer.prepare("k8s.io/1/extract-2 " + chains[1], base, labelsFor(1));
-    FAIL() << "the Prepare of a layer that does not fit did not fail";
-  } catch (const store::StoreError& e) {
-    EXPECT_EQ(e.errorClass(), store::ErrorClass::ResourceExhausted);
-    std::string msg = e.what();
-    EXPECT_NE(msg.find(store->stagingDir().string()), std::string::npos) << msg;
-    EXPECT_NE(msg.find(kNoSpace), std::string::npos) << msg;
-    EXPECT_NE(msg.find(fetcher->image.layers[1].digest), std::string::npos) << msg;
-  }
-  EXPECT_EQ(fetcher->opened, openedBefore + 1) << "the layer was fetched more than once";
+  store::StoreError e = prepareError(importer, 1);
+  EXPECT_EQ(e.errorClass(), store::ErrorClass::ResourceExhausted);
+  std::string msg = e.what();
+  EXPECT_NE(msg.find(store->stagingDir().string()), std::string::npos) << msg;
+  EXPECT_NE(msg.find(kNoSpace), std::string::npos) << msg;
+  EXPECT_NE(msg.find(fetcher->image.layers[1].digest), std::string::npos) << msg;
+  EXPECT_EQ(fetcher->opened, 2) << "the layer was not fetched once";
   EXPECT_EQ(importer.stats().fallbacks, 0u);
   EXPECT_EQ(metric(m.fallbacks("import_failed")), fallbacksBefore);
   EXPECT_EQ(metric(m.importsFailed("no_space")), failedBefore + 1);
   EXPECT_EQ(metric(m.noSpaceErrors("import")), areaBefore + 1);
   EXPECT_TRUE(stagingEmpty());
-  EXPECT_EQ(committedName(1, base), "");
+  EXPECT_FALSE(committed(1));
 
   // containerd's retry after space was freed: a fresh fetch, and the layer is imported.
   disk.freeFiller();
-  ASSERT_EQ(importer.prepare("k8s.io/1/extract-3 " + chains[1], base, labelsFor(1)),
-            Importer::Outcome::Imported);
-  EXPECT_FALSE(committedName(1, base).empty());
-  EXPECT_EQ(fetcher->opened, openedBefore + 2);
+  ASSERT_EQ(prepare(importer, 1, labelsFor(1)), Importer::Outcome::Imported);
+  EXPECT_TRUE(committed(1));
+  EXPECT_EQ(fetcher->opened, 3);
   EXPECT_TRUE(stagingEmpty());
 }
 
-// Waits until the prefetch of layer 1 has failed for lack of space.
-void waitForNoSpaceFailure(double before) {
-  auto& m = metrics::Metrics::daemon();
-  for (int i = 0; i < 500 && metric(m.importsFailed("no_space")) == before; ++i) {
-    std::this_thread::sleep_for(10ms);
-  }
-  ASSERT_EQ(metric(m.importsFailed("no_space")), before + 1)
-      << "the prefetch did not run out of space";
+TEST_F(ImporterNoSpaceTest, ALayerWhoseDownloadAloneDoesNotFitIsNotDownloaded) {
+  Importer importer(store, fetcher, {});
+  importBase(importer);
+  disk.fill(10 << 20);  // 6 MiB to download, 10 MiB free of which 8 MiB stay for the database
+
+  store::StoreError e = prepareError(importer, 2);
+  EXPECT_EQ(e.errorClass(), store::ErrorClass::ResourceExhausted);
+  std::string msg = e.what();
+  EXPECT_NE(msg.find(store->stagingDir().string()), std::string::npos) << msg;
+  EXPECT_NE(msg.find(kNoSpace), std::string::npos) << msg;
+  EXPECT_EQ(fetcher->opened, 1) << "the layer was downloaded although it could not fit";
+  EXPECT_TRUE(stagingEmpty());
+
+  disk.freeFiller();
+  ASSERT_EQ(prepare(importer, 2, labelsFor(2)), Importer::Outcome::Imported);
+  EXPECT_EQ(fetcher->opened, 2);
 }
 
 TEST_F(ImporterNoSpaceTest, APrefetchThatRanOutOfSpaceIsNotFetchedAgainIntoTheSameFullDisk) {
   double before = metric(metrics::Metrics::daemon().importsFailed("no_space"));
-  disk.fill(2 << 20);
+  disk.fill(10 << 20);
   Importer importer(store, fetcher, {});
-  ASSERT_EQ(importer.prepare("k8s.io/1/extract-1 " + chains[0], "", labelsFor(0)),
-            Importer::Outcome::Imported);
-  std::string base = committedName(0, "");
+  importBase(importer, {1});  // layer 1 is prefetched alongside and runs out of space
   waitForNoSpaceFailure(before);
   // The same pull goes on to layer 1: its prefetch failed, the disk is as full as then.
-  EXPECT_THROW(importer.prepare("k8s.io/1/extract-2 " + chains[1], base, labelsFor(1)),
-               store::StoreError);
+  store::StoreError e = prepareError(importer, 1);
+  EXPECT_EQ(e.errorClass(), store::ErrorClass::ResourceExhausted);
   EXPECT_EQ(fetcher->opened, 2) << "the layer was downloaded again into the full disk";
   EXPECT_EQ(importer.stats().fallbacks, 0u);
   EXPECT_TRUE(stagingEmpty());
 }
 
 TEST_F(ImporterNoSpaceTest, AnEarlierPullsNoSpaceFailureIsFetchedAgainOnceSpaceIsFreed) {
-  auto& m = metrics::Metrics::daemon();
-  double failedBefore = metric(m.importsFailed("no_space"));
-  disk.fill(2 << 20);
+  double before = metric(metrics::Metrics::daemon().importsFailed("no_space"));
+  disk.fill(10 << 20);
   Importer importer(store, fetcher, {});
-  // The first pull: layer 0 fits; layer 1, prefetched alongside, does not. The pull then stops
+  // The first pull: layer 0 fits; layer 1, prefetched alongside, does not. That pull then stops
   // (containerd never asks for layer 1 here).
-  ASSERT_EQ(importer.prepare("k8s.io/1/extract-1 " + chains[0], "", labelsFor(0)),
-            Importer::Outcome::Imported);
-  std::string base = committedName(0, "");
-  waitForNoSpaceFailure(failedBefore);
+  importBase(importer, {1});
+  waitForNoSpaceFailure(before);
   EXPECT_TRUE(stagingEmpty());
 
-  // Space is freed; the retried pull asks for layer 1. The stale failure must not fail it.
+  // Space is freed; the next pull asks for layer 1. The old failure must not fail it.
   disk.freeFiller();
-  ASSERT_EQ(importer.prepare("k8s.io/2/extract-2 " + chains[1], base, labelsFor(1)),
-            Importer::Outcome::Imported);
-  EXPECT_FALSE(committedName(1, base).empty());
+  ASSERT_EQ(prepare(importer, 1, labelsFor(1)), Importer::Outcome::Imported);
+  EXPECT_TRUE(committed(1));
   EXPECT_EQ(fetcher->opened, 3);
   EXPECT_TRUE(stagingEmpty());
 }
