@@ -1,5 +1,6 @@
 #include "Database.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "NoSpace.h"
@@ -32,10 +33,18 @@ bool outOfSpace(sqlite3* db, int rc) {
   sqliteFail(db, rc, what, db ? sqlite3_errmsg(db) : "out of memory");
 }
 
-// Short statements (BEGIN, COMMIT, a PRAGMA) are worth quoting in an error; a schema is not.
+// Names the SQL in an error: its first statement, cut short (a schema is long).
 std::string describeSql(std::string_view sql) {
-  if (sql.size() > 48 || sql.find('\n') != std::string_view::npos) return "statements";
-  return "\"" + std::string(sql) + "\"";
+  size_t start = sql.find_first_not_of(" \t\r\n");
+  if (start == std::string_view::npos) return "\"\"";
+  sql.remove_prefix(start);
+  size_t end = std::min(sql.find_first_of(";\n"), sql.size());
+  bool more = end < sql.size() && sql.find_first_not_of(" \t\r\n;", end) != std::string_view::npos;
+  if (end > 48) {
+    end = 48;
+    more = true;
+  }
+  return "\"" + std::string(sql.substr(0, end)) + (more ? "; ...\"" : "\"");
 }
 
 }  // namespace
