@@ -342,9 +342,18 @@ void ContentStore::remove(const Digest& digest) {
     fail(ErrorClass::Internal, "delete blob " + path.string() + " failed: " + errnoText(errno));
   }
   std::lock_guard lock(dbMutex_);
-  Transaction tx(db_);
-  db_.prepare("DELETE FROM content_blobs WHERE digest = ?").bind(1, digest.str()).run();
-  tx.commit();
+  try {
+    Transaction tx(db_);
+    db_.prepare("DELETE FROM content_blobs WHERE digest = ?").bind(1, digest.str()).run();
+    tx.commit();
+  } catch (const StoreError& e) {
+    // The blob is gone, which is what Delete promises, and on a full disk it just gave its
+    // space back. Its record is harmless without the file (the file is the truth; start-up drops
+    // such records), so a record that cannot be deleted for lack of space fails nothing.
+    if (e.errorClass() != ErrorClass::ResourceExhausted) throw;
+    log::warn("deleted blob keeps its record until the next start",
+              {{"digest", digest.str()}, {"error", e.what()}});
+  }
 }
 
 ContentReader ContentStore::openReader(const Digest& digest) const {

@@ -70,6 +70,11 @@ class ContentStore {
   // that closes a stream and at once reopens the ref races the server noticing the close.
   void setLockTimeout(std::chrono::milliseconds timeout) { lockTimeout_ = timeout; }
   std::chrono::milliseconds lockTimeout() const { return lockTimeout_; }
+  // Ingest writes stop (ResourceExhausted) when they would leave less than this free on the
+  // root's filesystem: layer data must not take the last bytes meta.db needs to record a commit
+  // or a removal. The importer keeps the same reserve (ImporterOptions::stagingReserveBytes).
+  void setReserveBytes(uint64_t bytes) { reserveBytes_ = bytes; }
+  uint64_t reserveBytes() const { return reserveBytes_; }
 
   const std::filesystem::path& contentRoot() const { return contentRoot_; }
   std::filesystem::path ingestDir(const std::string& ref) const;
@@ -111,6 +116,7 @@ class ContentStore {
   std::condition_variable refsChanged_;
   std::set<std::string> lockedRefs_;
   std::chrono::milliseconds lockTimeout_{1000};
+  uint64_t reserveBytes_ = 8 << 20;
 };
 
 }  // namespace snapimport::store

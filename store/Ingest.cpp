@@ -62,10 +62,20 @@ Digest Ingest::digest() {
 void Ingest::write(std::string data) {
   requireOpen("write to");
   if (data.empty()) return;
+  const std::string what = "write " + std::to_string(data.size()) + " bytes to " + describe() +
+                           " (" + (store_.ingestRoot_ / id_ / "data").string() + ")";
+  // The reserve is checked once per MiB written, not per write: statvfs is cheap, not free.
+  if (store_.reserveBytes_ > 0 && (spaceCheckedAt_ < 0 || offset_ - spaceCheckedAt_ >= (1 << 20))) {
+    spaceCheckedAt_ = offset_;
+    uint64_t free = availableBytes(store_.ingestRoot_);
+    if (free < data.size() + store_.reserveBytes_) {
+      failNoSpace(kAreaContent, what + ": " + std::to_string(free >> 10) + " KiB free, of which " +
+                                    std::to_string(store_.reserveBytes_ >> 10) +
+                                    " KiB stay for the database: " + errnoText(ENOSPC));
+    }
+  }
   try {
-    pwriteAll(fd_.get(), data.data(), data.size(), offset_,
-              "write " + std::to_string(data.size()) + " bytes to " + describe() + " (" +
-                  (store_.ingestRoot_ / id_ / "data").string() + ")");
+    pwriteAll(fd_.get(), data.data(), data.size(), offset_, what);
   } catch (...) {
     // Keep the file and offset_ in step, so a resume starts from what was acknowledged.
     if (::ftruncate(fd_.get(), offset_) != 0) {
@@ -92,6 +102,7 @@ void Ingest::truncate() {
   hasher_->reset();
   offset_ = 0;
   writebackStart_ = 0;
+  spaceCheckedAt_ = -1;
   updatedAt_ = ContentClock::now();
 }
 

@@ -111,6 +111,7 @@ TEST_F(FullDiskTest, ContentWriteKeepsWhatWasAcknowledgedAndResumesOnceSpaceIsFr
   const std::string ref = "layer-sha256:full";
   const size_t first = 1 << 20;
   ContentStore content(root());
+  content.setReserveBytes(0);  // the kernel's ENOSPC, not the reserve
   {
     auto ingest = content.openIngest(ref, static_cast<int64_t>(data.size()), Digest::of(data));
     ingest->write(data.substr(0, first));
@@ -142,6 +143,7 @@ TEST_F(FullDiskTest, ACommitThatCannotRecordItsBlobLeavesNoBlobAndCanBeRetried) 
   const std::string data = randomBytes(64 << 10, 2);
   const std::string ref = "config-sha256:full";
   ContentStore content(root());
+  content.setReserveBytes(0);
   {
     auto ingest = content.openIngest(ref, static_cast<int64_t>(data.size()), std::nullopt);
     ingest->write(data);
@@ -160,6 +162,49 @@ TEST_F(FullDiskTest, ACommitThatCannotRecordItsBlobLeavesNoBlobAndCanBeRetried) 
   EXPECT_EQ(ingest->commit(static_cast<int64_t>(data.size()), Digest::of(data), {{"k", "v"}}),
             Digest::of(data));
   EXPECT_EQ(content.info(Digest::of(data)).labels, (Labels{{"k", "v"}}));
+  EXPECT_EQ(integrityOf(root() / "meta.db"), "ok");
+}
+
+TEST_F(FullDiskTest, ContentWritesStopShortOfTheReserveSoTheDatabaseCanStillCommit) {
+  const std::string big = randomBytes(6 << 20, 3), small = randomBytes(4096, 4);
+  ContentStore content(root());
+  content.setReserveBytes(2 << 20);
+  disk.fill(5 << 20);
+  {
+    auto ingest = content.openIngest("layer-big", static_cast<int64_t>(big.size()), std::nullopt);
+    StoreError e = errorFrom([&] {
+      for (size_t off = 0; off < big.size(); off += 256 << 10)
+        ingest->write(big.substr(off, 256 << 10));
+    });
+    EXPECT_EQ(e.errorClass(), ErrorClass::ResourceExhausted);
+    EXPECT_TRUE(contains(e.what(), (content.ingestDir("layer-big") / "data").string())) << e.what();
+    EXPECT_TRUE(contains(e.what(), "stay for the database")) << e.what();
+    EXPECT_TRUE(contains(e.what(), kNoSpace)) << e.what();
+    EXPECT_GE(disk.freeBytes(), 1u << 20) << "the write ate into the reserve";
+  }
+  // What the reserve is for: a small blob's commit (a record in meta.db) and a removal still work.
+  auto ingest = content.openIngest("config", static_cast<int64_t>(small.size()), std::nullopt);
+  content.setReserveBytes(0);
+  ingest->write(small);
+  Digest d = ingest->commit(static_cast<int64_t>(small.size()), Digest::of(small), {{"k", "v"}});
+  EXPECT_EQ(content.info(d).labels, (Labels{{"k", "v"}}));
+  content.abort("layer-big");
+  content.remove(d);
+  EXPECT_EQ(integrityOf(root() / "meta.db"), "ok");
+}
+
+TEST_F(FullDiskTest, ADeleteOnAFullDiskRemovesTheBlobEvenIfItsRecordMustWait) {
+  const std::string data = randomBytes(64 << 10, 5);
+  ContentStore content(root());
+  content.setReserveBytes(0);
+  auto ingest = content.openIngest("blob", static_cast<int64_t>(data.size()), std::nullopt);
+  ingest->write(data);
+  Digest d = ingest->commit(static_cast<int64_t>(data.size()), Digest::of(data), {});
+  disk.fill();
+  content.remove(d);  // frees the blob's space whether or not the record can follow
+  EXPECT_FALSE(content.contains(d));
+  EXPECT_EQ(errorFrom([&] { content.info(d); }).errorClass(), ErrorClass::NotFound);
+  disk.freeFiller();
   EXPECT_EQ(integrityOf(root() / "meta.db"), "ok");
 }
 
