@@ -253,7 +253,12 @@ struct HttpTransport::Impl {
     auto it = caBlobs.find(key);
     if (it != caBlobs.end()) return it->second;
     std::string blob = systemCaBundle();
-    for (const auto& f : files) blob += "\n" + readFile(f) + "\n";
+    // Appended piece by piece: GCC 12 at -O3 reports a false -Wrestrict for "literal" + string&&.
+    for (const auto& f : files) {
+      blob += '\n';
+      blob += readFile(f);
+      blob += '\n';
+    }
     return caBlobs.emplace(key, std::move(blob)).first->second;
   }
 };
