@@ -11,8 +11,12 @@ void addEndpointFlags(CLI::App& cmd, EndpointFlags& flags, const std::string& pr
                       const std::string& which) {
   cmd.add_option("--" + prefix + "creds", flags.creds, "USER[:PASSWORD] for " + which);
   cmd.add_option("--" + prefix + "tls-verify", flags.tlsVerify,
-                 "verify " + which + "'s TLS certificate (false also allows plain http)")
-      ->default_str("true");
+                 "true: verify " + which +
+                     "'s TLS certificate, also on loopback; false: skip "
+                     "verification and allow plain http; default: as its hosts.toml says, else "
+                     "verified, except on localhost, 127.0.0.0/8 and ::1, which are tried over "
+                     "unverified https, then plain http (containerd's rule)")
+      ->type_name("BOOL");
 }
 
 void addRegistryFlags(CLI::App& cmd, RegistryFlags& flags) {

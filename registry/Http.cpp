@@ -500,6 +500,10 @@ class CurlStream : public HttpStream {
                    "the client certificate " +
                        request_.tls.clientCert + ")";
     }
+    // OpenSSL's words for a server that answered the handshake with something that is not TLS.
+    if (tls && result_ == CURLE_SSL_CONNECT_ERROR &&
+        why.find("wrong version number") != std::string::npos)
+      why += " (the server does not speak TLS there: is it a plain-http registry?)";
     // The code says which libcurl failure it was, so the client can tell what waiting may heal.
     std::string code =
         tls && deadRightAway ? kTlsClosedCode : std::to_string(static_cast<int>(result_));
