@@ -37,11 +37,11 @@ int runContainerd(const ContainerdFlags& f) {
 }  // namespace
 
 void addConfigCommand(CLI::App& app) {
-  CLI::App* cmd = app.add_subcommand("config", "Print or check the daemon's TOML config");
+  CLI::App* cmd = app.add_subcommand("config", "print or check the daemon's TOML config");
   cmd->require_subcommand(1);
 
   CLI::App* def =
-      cmd->add_subcommand("default", "Print the default config file, every key documented");
+      cmd->add_subcommand("default", "print the default config file, every key documented");
   def->callback([] {
     std::cout << DaemonConfig::defaultFile() << std::flush;
     std::exit(0);
@@ -72,8 +72,8 @@ void addConfigCommand(CLI::App& app) {
 
   auto file = std::make_shared<std::string>();
   CLI::App* check =
-      cmd->add_subcommand("check", "Validate a config file as `serve --config` would");
-  check->add_option("file", *file, "TOML config file")->required();
+      cmd->add_subcommand("check", "validate a config file as `serve --config` would");
+  check->add_option("FILE", *file, "TOML config file")->required();
   check->callback([file] {
     try {
       DaemonConfig::load(*file);

@@ -267,18 +267,18 @@ int runPull(const PullFlags& flags) {
 void addPullCommand(CLI::App& app) {
   auto flags = std::make_shared<PullFlags>();
   CLI::App* cmd = app.add_subcommand(
-      "pull", "Pre-pull images through containerd's CRI (namespace k8s.io), so kubelet sees them");
+      "pull", "pre-pull images through containerd's CRI (namespace k8s.io), so kubelet sees them");
   cmd->add_option("--image-endpoint", flags->endpoint, "CRI image service socket")->capture_default_str();
-  cmd->add_option("--file", flags->file, "File with one image per line ('-' for standard input)");
+  cmd->add_option("--file", flags->file, "file with one image per line ('-' for standard input)");
   cmd->add_option("--creds", flags->creds, "USER:PASSWORD for the registry, passed to containerd");
-  cmd->add_option("--parallel", flags->parallel, "Images pulled at once")->capture_default_str()->check(CLI::Range(1, 64));
-  cmd->add_option("--timeout", flags->timeoutSeconds, "Seconds allowed per image")->capture_default_str()->check(CLI::Range(1, 86400));
+  cmd->add_option("--parallel", flags->parallel, "images pulled at once")->capture_default_str()->check(CLI::Range(1, 64));
+  cmd->add_option("--timeout", flags->timeoutSeconds, "seconds allowed per image")->capture_default_str()->check(CLI::Range(1, 86400));
   cmd->add_option("--admin-address", flags->adminAddress,
                   std::string("snapimport's admin socket, for the live progress on a terminal "
                               "(default: from ") +
                       kDefaultConfigFile + " if it exists, else " + DaemonConfig{}.adminSocket() +
                       ")");
-  cmd->add_option("images", flags->images, "Image references");
+  cmd->add_option("IMAGE", flags->images, "image references");
   cmd->callback([flags] { std::exit(runPull(*flags)); });
 }
 

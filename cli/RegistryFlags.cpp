@@ -27,10 +27,13 @@ void addRegistryFlags(CLI::App& cmd, RegistryFlags& flags) {
                  "/etc/containerd/certs.d:/etc/docker/certs.d if present");
   cmd.add_option("--no-progress-timeout", flags.noProgressTimeout,
                  "fail a transfer that moves less than 1 KiB/s for this many seconds")
+      ->capture_default_str()
       ->check(CLI::Range(1, 86400));
   cmd.add_option("--retries", flags.retries, "retries for 429/5xx answers and dropped connections")
+      ->capture_default_str()
       ->check(CLI::Range(0, 50));
-  cmd.add_option("--log-level", flags.logLevel, "debug|info|warn|error");
+  cmd.add_option("--log-level", flags.logLevel, "debug, info, warn or error")
+      ->capture_default_str();
 }
 
 registry::ClientOptions clientOptions(const RegistryFlags& flags, const EndpointFlags& endpoint) {
