@@ -187,9 +187,9 @@ int runServe(const ServeFlags& flags) {
 
 void addServeCommand(CLI::App& app) {
   auto flags = std::make_shared<ServeFlags>();
-  CLI::App* cmd = app.add_subcommand("serve", "Serve containerd's snapshots (and content) API on a unix socket");
-  cmd->add_option("--root", flags->root, "State directory (default " + DaemonConfig{}.root + ")");
-  cmd->add_option("--address", flags->address, "Unix socket to listen on (default " + DaemonConfig{}.address + ")");
+  CLI::App* cmd = app.add_subcommand("serve", "serve containerd's snapshots (and content) API on a unix socket");
+  cmd->add_option("--root", flags->root, "state directory (default " + DaemonConfig{}.root + ")");
+  cmd->add_option("--address", flags->address, "unix socket to listen on (default " + DaemonConfig{}.address + ")");
   // No ExistingFile check: the config loader's own error names the file and the reason.
   cmd->add_option("--config", flags->config, "TOML config file (see `snapimport config default`)");
   cmd->add_option("--log-level", flags->logLevel, "debug, info, warn or error (overrides log.level)");
