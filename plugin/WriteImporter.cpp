@@ -40,6 +40,18 @@ std::string_view refKind(std::string_view ref) {
   return dash == std::string_view::npos ? std::string_view() : ref.substr(0, dash);
 }
 
+// The digest at the end of "<kind>-<digest>" or "<kind>-<name>@<digest>".
+std::string digestOfRef(std::string_view ref) {
+  size_t start = ref.rfind('@');
+  if (start == std::string_view::npos)
+    start = ref.rfind("sha256:");
+  else
+    ++start;
+  if (start == std::string_view::npos) return {};
+  std::string d(ref.substr(start));
+  return store::Digest::isValid(d) ? d : std::string();
+}
+
 void removeQuietly(const fs::path& p) {
   std::error_code ec;
   if (!p.empty()) fs::remove_all(p, ec);
@@ -279,10 +291,13 @@ void WriteImporter::fallback(const std::string& reason, const std::string& layer
 }
 
 std::unique_ptr<WriteImporter::Tee> WriteImporter::beginWrite(const std::string& ref,
-                                                              const std::string& expected,
+                                                              const std::string& expectedDigest,
                                                               int64_t ingestOffset, int64_t total) {
-  if (options_.maxConcurrent <= 0 || refKind(ref) != "layer" || !store::Digest::isValid(expected))
-    return nullptr;
+  if (options_.maxConcurrent <= 0 || refKind(ref) != "layer") return nullptr;
+  // containerd's metadata store opens the backend's ingest without the expected digest (it
+  // comes with the commit); its fetcher names the ref after the blob.
+  const std::string expected = expectedDigest.empty() ? digestOfRef(ref) : expectedDigest;
+  if (!store::Digest::isValid(expected)) return nullptr;
   if (ingestOffset != 0) {
     fallback("resumed", expected,
              "the write resumes ingest \"" + ref + "\" at offset " + std::to_string(ingestOffset) +
@@ -302,6 +317,12 @@ std::unique_ptr<WriteImporter::Tee> WriteImporter::beginWrite(const std::string&
     size_t active = 0;
     for (const auto& [d, x] : entries_) {
       if (x->state == Entry::State::Streaming || x->state == Entry::State::Unpacking) ++active;
+    }
+    auto declined = declined_.find(expected);
+    if (declined != declined_.end()) {
+      bool recent = Clock::now() - declined->second < options_.stagedGrace;
+      declined_.erase(declined);
+      if (recent && !options_.teeDeclined) return nullptr;  // containerd applies this one itself
     }
     if (active >= static_cast<size_t>(options_.maxConcurrent)) {
       // Counted outside the lock below.
@@ -606,7 +627,15 @@ WriteImporter::Outcome WriteImporter::prepare(const std::string& key, const std:
         changed_.wait_for(lock, std::chrono::milliseconds(50));
       }
     }
-    if (!e) return Outcome::Fallback;  // nothing of this layer came through a write
+    if (!e) {
+      // Nothing of this layer came through a write yet: containerd applies it itself, so its
+      // write (which follows now, if the unpacker starts fetching here) need not be unpacked.
+      if (expected) {
+        if (declined_.size() > 4096) declined_.clear();
+        declined_[expected->blobDigest] = Clock::now();
+      }
+      return Outcome::Fallback;
+    }
     layer = e->digest;
     auto staged = waitAndTake(lock, e, options_.layerTimeout, cancelled);
     std::string failure = e->error.empty()

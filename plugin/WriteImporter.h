@@ -59,6 +59,10 @@ struct WriteImportOptions {
   // Staged layers nobody claimed (the pull was cancelled, or a Prepare without snapshot.ref
   // applied the layer another way) are removed by Cleanup after this long.
   std::chrono::seconds stagedGrace{600};
+  // A layer whose Prepare came before any of its bytes (containerd's unpacker applies the first
+  // layer it needs itself, and only then fetches) is not unpacked when its write follows: nobody
+  // would claim the tree. true keeps teeing it, for a diff service that takes such trees.
+  bool teeDeclined = false;
   unpack::Limits limits;
   size_t maxManifestBytes = 4u << 20;
   size_t maxConfigBytes = 8u << 20;
@@ -104,9 +108,11 @@ class WriteImporter {
 
   // --- the content Write path (ContentService) ---
   // Write stream `ref` is about to append its first bytes at `ingestOffset` to an ingest whose
-  // expected digest is `expected`. A tee for "layer-" refs on a fresh ingest when there is room;
+  // expected digest is `expectedDigest` (empty: the digest in the ref, "<ns>/<n>/layer-<digest>";
+  // containerd's metadata store sends the expected digest only with the commit, which must then
+  // give that digest). A tee for "layer-" refs on a fresh ingest when there is room;
   // null otherwise (the reason is counted).
-  std::unique_ptr<Tee> beginWrite(const std::string& ref, const std::string& expected,
+  std::unique_ptr<Tee> beginWrite(const std::string& ref, const std::string& expectedDigest,
                                   int64_t ingestOffset, int64_t total);
   // True for the ingest refs blobWritten indexes (manifests and configs).
   static bool indexes(const std::string& ref);
@@ -185,6 +191,8 @@ class WriteImporter {
   std::vector<std::thread::id> ended_;
   std::map<std::string, std::shared_ptr<Entry>> entries_;  // by blob digest, until taken
   std::map<std::string, std::string> startedImages_;       // manifest -> ref, shown in status
+  std::map<std::string, std::chrono::steady_clock::time_point>
+      declined_;  // blob -> when its Prepare fell back
   Stats stats_;
 };
 

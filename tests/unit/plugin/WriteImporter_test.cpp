@@ -312,6 +312,16 @@ TEST_F(WriteImporterTest, TheBottomLayerOfAnImageNobodyWritesIsNotWaitedFor) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(400));
 }
 
+TEST_F(WriteImporterTest, ALayerContainerdAppliesItselfIsNotUnpackedWhenItsWriteFollows) {
+  writeImage();
+  ASSERT_TRUE(prepare(chains[0], "").ok());  // containerd's unpacker: first Prepare, then fetch
+  ASSERT_TRUE(writeLayer(0).ok());
+  ASSERT_TRUE(writeLayer(1).ok());
+  settle();
+  EXPECT_EQ(writes->stats().tees, 1u) << "layer 0 was unpacked although nobody would claim it";
+  EXPECT_EQ(writes->pending(), 1u);
+}
+
 TEST_F(WriteImporterTest, ABlobFailingItsDigestLeavesNoSnapshotAndNoStaging) {
   writeImage();
   std::string corrupt = layers[0].blob;
