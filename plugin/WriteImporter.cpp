@@ -329,6 +329,7 @@ std::unique_ptr<WriteImporter::Tee> WriteImporter::beginWrite(const std::string&
       e.reset();
     } else {
       entries_[expected] = e;
+      failedWrites_.erase(expected);
       ++running_;
       ++stats_.tees;
     }
@@ -460,6 +461,8 @@ void WriteImporter::run(std::shared_ptr<Entry> e) {
     e->error = error;
     e->state = Entry::State::Failed;
     ++stats_.failed;
+    if (failedWrites_.size() > 4096) failedWrites_.clear();
+    failedWrites_.insert(e->digest);
     auto it = entries_.find(e->digest);
     if (it != entries_.end() && it->second == e) entries_.erase(it);
   }
@@ -613,17 +616,24 @@ WriteImporter::Outcome WriteImporter::prepare(const std::string& key, const std:
     // first of them itself, so the first bytes of this one may be a moment behind this Prepare.
     // Without the layer below written or being written, containerd is not fetching this image
     // (the bottom layer, or an importer pull): no wait then.
-    if (!e && expected && options_.startWait.count() > 0 && !expected->below.empty() &&
+    const auto startWait = ImportLabels::from(labels)
+                               ? std::min(options_.startWait, options_.startWaitWithImporter)
+                               : options_.startWait;
+    if (!e && expected && startWait.count() > 0 && !expected->below.empty() &&
         (entries_.count(expected->below) ||
          content_->contains(store::Digest::parse(expected->below))) &&
-        !content_->contains(store::Digest::parse(expected->blobDigest))) {
-      const auto deadline = Clock::now() + options_.startWait;
+        !content_->contains(store::Digest::parse(expected->blobDigest)) &&
+        !failedWrites_.count(expected->blobDigest)) {
+      const auto deadline = Clock::now() + startWait;
+      const store::Digest blob = store::Digest::parse(expected->blobDigest);
       while (!stopping_ && Clock::now() < deadline && !(cancelled && cancelled())) {
         auto it = entries_.find(expected->blobDigest);
         if (it != entries_.end()) {
           e = it->second;
           break;
         }
+        // Its write went by without a tee (failed, or committed untouched): nothing to wait for.
+        if (failedWrites_.count(expected->blobDigest) || content_->contains(blob)) break;
         changed_.wait_for(lock, std::chrono::milliseconds(50));
       }
     }

@@ -33,6 +33,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -51,9 +52,13 @@ struct WriteImportOptions {
   size_t bufferBytes = 16u << 20;
   // How long a Write may wait for room in a full buffer before the tee detaches.
   std::chrono::milliseconds stallLimit{2000};
-  // A Prepare for a layer the index expects but whose write has not begun waits this long for it
-  // (containerd's fetch of that layer may be a moment behind its Prepare).
-  std::chrono::milliseconds startWait{2000};
+  // A Prepare for a layer the index expects, whose lower layer containerd has written but whose
+  // own write has not begun, waits this long for it. containerd's unpacker waits for that fetch
+  // anyway before it applies the layer, and its copy fills a 1 MiB buffer before the first Write,
+  // so on a slow registry the first bytes come seconds after the Prepare. A Prepare that carries
+  // CRI layer labels waits at most startWaitWithImporter: the registry importer can serve it.
+  std::chrono::milliseconds startWait{60000};
+  std::chrono::milliseconds startWaitWithImporter{2000};
   // A Prepare waits at most this long for a staged layer to finish (0: as long as it streams).
   std::chrono::milliseconds layerTimeout{0};
   // Staged layers nobody claimed (the pull was cancelled, or a Prepare without snapshot.ref
@@ -190,7 +195,8 @@ class WriteImporter {
   std::map<std::thread::id, std::thread> threads_;
   std::vector<std::thread::id> ended_;
   std::map<std::string, std::shared_ptr<Entry>> entries_;  // by blob digest, until taken
-  std::map<std::string, std::string> startedImages_;       // manifest -> ref, shown in status
+  std::set<std::string> failedWrites_;  // blobs whose last teed write or unpack failed
+  std::map<std::string, std::string> startedImages_;  // manifest -> ref, shown in status
   std::map<std::string, std::chrono::steady_clock::time_point>
       declined_;  // blob -> when its Prepare fell back
   Stats stats_;
