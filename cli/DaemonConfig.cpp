@@ -315,6 +315,12 @@ const std::vector<KeySpec>& keys() {
           "import", "max_concurrent_per_registry",
           "Layers fetched at once from any one registry host.",
           [](auto& c) -> auto& { return c.import.maxConcurrentPerRegistry; }, 1, 1024),
+      intKey(
+          "import", "max_concurrent_write_imports",
+          "Layer blobs unpacked at once while containerd writes them into snapimport's content\n"
+          "store (pulls the importer does not serve: ctr, nerdctl, CRI without snapshot\n"
+          "annotations or credentials). 0: containerd applies those layers itself.",
+          [](auto& c) -> auto& { return c.import.maxConcurrentWriteImports; }, 0, 1024),
       durationKey(
           "import", "staging_grace_period",
           "How long a staged layer nobody claims (a cancelled pull) is kept before Cleanup\n"

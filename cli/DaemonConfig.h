@@ -46,6 +46,7 @@ struct DaemonConfig {
     bool keepCompressedBlobs = false;
     int64_t maxConcurrentLayers = 8;
     int64_t maxConcurrentPerRegistry = 4;
+    int64_t maxConcurrentWriteImports = 4;
     Duration stagingGracePeriod = std::chrono::minutes(10);
   } import;
 

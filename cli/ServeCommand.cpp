@@ -88,6 +88,18 @@ plugin::ImporterOptions importerOptions(const DaemonConfig& cfg) {
   return o;
 }
 
+// Layers staged from containerd's writes share the importer's [import] switch, limits and grace.
+plugin::WriteImportOptions writeImportOptions(const DaemonConfig& cfg) {
+  plugin::WriteImportOptions o;
+  o.maxConcurrent = cfg.import.enabled ? static_cast<int>(cfg.import.maxConcurrentWriteImports) : 0;
+  o.stagedGrace = std::chrono::duration_cast<std::chrono::seconds>(cfg.import.stagingGracePeriod);
+  o.layerTimeout = cfg.timeouts.layer;
+  o.limits = importerOptions(cfg).limits;
+  o.maxManifestBytes = static_cast<size_t>(cfg.limits.maxManifestBytes);
+  o.maxConfigBytes = static_cast<size_t>(cfg.limits.maxConfigBytes);
+  return o;
+}
+
 // Credentials and mirrors: docker config.json (with credential helpers) and hosts.toml.
 registry::ClientOptions registryOptions(const DaemonConfig& cfg) {
   registry::ClientOptions o;
@@ -111,7 +123,8 @@ int runServe(const ServeFlags& flags) {
   pthread_sigmask(SIG_BLOCK, &stopSignals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  plugin::ServerOptions serverOptions{cfg.root, cfg.address, cfg.timeouts.shutdown, nullptr, importerOptions(cfg)};
+  plugin::ServerOptions serverOptions{cfg.root, cfg.address, cfg.timeouts.shutdown, nullptr, importerOptions(cfg),
+                                      writeImportOptions(cfg)};
   try {
     serverOptions.fetcher = std::make_shared<plugin::RegistryLayerFetcher>(registryOptions(cfg),
                                                                           static_cast<size_t>(cfg.limits.maxConfigBytes));

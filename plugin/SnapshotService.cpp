@@ -79,16 +79,27 @@ store::SnapshotInfo fromProto(const snapshotsv1::Info& in) {
 }
 
 SnapshotService::SnapshotService(std::shared_ptr<store::SnapshotStore> store,
-                                 std::shared_ptr<Importer> importer)
-    : store_(std::move(store)), importer_(std::move(importer)) {}
+                                 std::shared_ptr<Importer> importer,
+                                 std::shared_ptr<WriteImporter> writes)
+    : store_(std::move(store)), importer_(std::move(importer)), writes_(std::move(writes)) {}
 
-grpc::Status SnapshotService::Prepare(grpc::ServerContext*,
+grpc::Status SnapshotService::Prepare(grpc::ServerContext* ctx,
                                       const snapshotsv1::PrepareSnapshotRequest* req,
                                       snapshotsv1::PrepareSnapshotResponse* resp) {
   return guarded([&] {
     store::Labels labels = toLabels(req->labels());
     // AlreadyExists is only ever answered to a Prepare that names its target chain: containerd
     // turns it into an error otherwise (reference §2.3).
+    // A layer containerd is already writing (or has written) is taken from that write before the
+    // importer would fetch it from the registry a second time.
+    if (writes_ && labels.count(kLabelSnapshotRef) &&
+        writes_->prepare(req->key(), req->parent(), labels, [ctx] {
+          return ctx && ctx->IsCancelled();
+        }) == WriteImporter::Outcome::Imported) {
+      return grpc::Status(grpc::StatusCode::ALREADY_EXISTS,
+                          "snapshot " + labels[kLabelSnapshotRef] +
+                              " already exists (imported by snapimport from containerd's write)");
+    }
     if (importer_ && labels.count(kLabelSnapshotRef) &&
         importer_->prepare(req->key(), req->parent(), labels) == Importer::Outcome::Imported) {
       return grpc::Status(
@@ -197,6 +208,7 @@ grpc::Status SnapshotService::Cleanup(grpc::ServerContext*, const snapshotsv1::C
   return guarded([&] {
     size_t n = store_->cleanup();
     if (importer_) n += importer_->cleanupStaged();
+    if (writes_) n += writes_->cleanupStaged();
     if (n) log::info("cleanup removed orphan snapshot directories", {{"count", std::to_string(n)}});
     // containerd calls Cleanup after a garbage collection, i.e. after pulls and removals have
     // settled. Imports run on many threads, and glibc keeps the memory they freed in per-thread

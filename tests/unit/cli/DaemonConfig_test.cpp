@@ -88,14 +88,14 @@ TEST(DaemonConfig, EveryKeyIsDocumented) {
     prev = line;
     pos = nl + 1;
   }
-  EXPECT_EQ(keys, 23u);
+  EXPECT_EQ(keys, 24u);
 }
 
 TEST(DaemonConfig, SectionsAndValues) {
   DaemonConfig c = DaemonConfig::parse(
       "[log]\nlevel = \"debug\"\nformat = \"json\"\n"
       "[metrics]\naddress = \"127.0.0.1:9651\"\n"
-      "[import]\nenabled = false\nmax_concurrent_layers = 3\n"
+      "[import]\nenabled = false\nmax_concurrent_layers = 3\nmax_concurrent_write_imports = 0\n"
       "[timeouts]\nconnect = \"250ms\"\nlayer = \"0s\"\n"
       "[limits]\nmax_layer_bytes = \"2GiB\"\nmax_manifest_bytes = 1000\n",
       "f.toml");
@@ -104,6 +104,8 @@ TEST(DaemonConfig, SectionsAndValues) {
   EXPECT_EQ(c.metrics.address, "127.0.0.1:9651");
   EXPECT_FALSE(c.import.enabled);
   EXPECT_EQ(c.import.maxConcurrentLayers, 3);
+  EXPECT_EQ(c.import.maxConcurrentWriteImports, 0);
+  EXPECT_EQ(DaemonConfig{}.import.maxConcurrentWriteImports, 4);
   EXPECT_EQ(c.timeouts.connect, std::chrono::milliseconds(250));
   EXPECT_EQ(c.timeouts.layer, std::chrono::milliseconds(0));
   EXPECT_EQ(c.limits.maxLayerBytes, 2ull << 30);
