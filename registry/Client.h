@@ -44,6 +44,8 @@ struct ClientOptions {
   std::string hostsDir;              // containerd config_path style, ':'-separated roots
   std::string authFile;              // --authfile (docker config.json / containers auth.json)
   std::optional<std::string> creds;  // --creds user:password
+  // kubelet credential provider plugins (the daemon's [registry] credential_provider_config).
+  std::shared_ptr<CredentialProviders> credentialProviders{};
   bool tlsVerify = true;  // false: skip verification and allow plain http (skopeo semantics)
   TransportOptions transport;
   int maxRetries = 5;  // for 429/5xx and dropped connections
