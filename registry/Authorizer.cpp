@@ -64,8 +64,10 @@ std::string Authorizer::authorization(const RegistryHost& host, const std::strin
     if (it == hosts_.end() || it->second.scheme.empty()) return {};
     state = it->second;
   }
+  // A credential bound to the registry itself is not sent to its mirrors.
+  auto usable = [&](Credential c) { return c.originOnly && host.isMirror ? Credential{} : c; };
   if (state.scheme == "basic") {
-    Credential cred = credentialFor(registry, repo);
+    Credential cred = usable(credentialFor(registry, repo));
     if (cred.username.empty()) return {};
     return "Basic " + base64Encode(cred.username + ":" + cred.password);
   }
@@ -76,7 +78,7 @@ std::string Authorizer::authorization(const RegistryHost& host, const std::strin
   if (auto t = state.tokens.find(key); t != state.tokens.end() && t->second.expires > now) {
     return "Bearer " + t->second.value;
   }
-  Credential cred = credentialFor(registry, repo);
+  Credential cred = usable(credentialFor(registry, repo));
   if (!cred.registryToken.empty()) return "Bearer " + cred.registryToken;
   Token token = fetchToken(host, state, cred, scopes);
   std::lock_guard lock(mu_);

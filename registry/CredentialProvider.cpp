@@ -344,6 +344,7 @@ CredentialProviders::Lookup CredentialProviders::lookup(std::string_view registr
         c.password = r.auth->password;
         c.source = who + " auth[\"" + r.auth->key + "\"]";
         c.expires = until;
+        c.originOnly = true;
         note(c.source + (r.cached ? " (cached)" : ""));
         out.credential = std::move(c);
         return out;

@@ -23,6 +23,9 @@ struct Credential {
   // How long the answer may be reused. Files and --creds: for good; a credential provider's
   // answer: as long as the provider allows (CredentialProvider.h).
   std::chrono::steady_clock::time_point expires = std::chrono::steady_clock::time_point::max();
+  // Only for the registry's own server, never for the mirrors hosts.toml lists for it (what a
+  // credential provider answers is for the image's registry alone).
+  bool originOnly = false;
   bool empty() const {
     return username.empty() && password.empty() && identityToken.empty() && registryToken.empty();
   }

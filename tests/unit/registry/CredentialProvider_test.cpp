@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "registry/Authorizer.h"
 #include "registry/Error.h"
 
 namespace fs = std::filesystem;
@@ -402,6 +403,31 @@ TEST_F(ProviderTest, CredentialStoreAsksProvidersBeforeTheAuthFile) {
   Credential f = store.lookup("other.io", "team/app", &tried);
   EXPECT_EQ(f.username, "file-other");
   EXPECT_EQ(f.expires, start_ + 1h);
+}
+
+TEST_F(ProviderTest, AuthorizerSendsProviderCredentialsToTheRegistryOnlyNotItsMirrors) {
+  write("response", response("Registry", "1h", authFor("reg.io:5000", "bob")));
+  CredentialProviderConfig cfg;
+  cfg.providers = {spec("test-provider", {"reg.io:5000"})};
+  CredentialOptions o;
+  o.authFile = (dir_ / "none.json").string();
+  std::ofstream(o.authFile) << "{}";
+  o.providers = std::make_shared<CredentialProviders>(cfg, options());
+  HttpTransport transport;
+  Authorizer auth(transport, CredentialStore(o));
+  RegistryHost origin, mirror;
+  origin.host = "reg.io:5000";
+  mirror.host = "mirror.example.com";
+  mirror.isMirror = true;
+  Scopes scopes;
+  scopes.addRepository("team/app", "pull");
+  HttpHeaders challenge;
+  challenge.add("WWW-Authenticate", "Basic realm=\"r\"");
+  ASSERT_TRUE(auth.handleUnauthorized(origin, scopes, challenge, false));
+  ASSERT_TRUE(auth.handleUnauthorized(mirror, scopes, challenge, false));
+  EXPECT_EQ(auth.authorization(origin, "reg.io:5000", "team/app", scopes),
+            "Basic " + base64Encode(std::string("bob:") + kSecret));
+  EXPECT_EQ(auth.authorization(mirror, "reg.io:5000", "team/app", scopes), "");
 }
 
 TEST_F(ProviderTest, LoadChecksThePluginsLikeKubelet) {
