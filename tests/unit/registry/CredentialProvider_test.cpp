@@ -268,7 +268,7 @@ TEST_F(ProviderTest, MostSpecificAuthKeyWins) {
 }
 
 TEST_F(ProviderTest, ConcurrentAsksForOneImageRunThePluginOnce) {
-  write("sleep", "0.3");
+  write("sleep", "1");  // long enough for all eight threads to join the one run
   write("response", response("Image", "0s", authFor("reg.io")));  // not cached: only the flight
   CredentialProvider p(spec(), options());
   std::vector<std::thread> threads;
