@@ -16,6 +16,7 @@
 #include "common/Metrics.h"
 #include "plugin/RegistryLayerFetcher.h"
 #include "plugin/Server.h"
+#include "registry/CredentialProvider.h"
 #include "store/SnapshotStore.h"
 
 namespace snapimport::cli {
@@ -100,11 +101,17 @@ plugin::WriteImportOptions writeImportOptions(const DaemonConfig& cfg) {
   return o;
 }
 
-// Credentials and mirrors: docker config.json (with credential helpers) and hosts.toml.
+// Credentials and mirrors: kubelet credential providers, docker config.json (with credential
+// helpers) and hosts.toml. A bad provider config or a missing plugin throws, naming the file.
 registry::ClientOptions registryOptions(const DaemonConfig& cfg) {
   registry::ClientOptions o;
   o.hostsDir = cfg.registry.hostsDir;
   o.authFile = cfg.registry.authFile;
+  if (!cfg.registry.credentialProviderConfig.empty()) {
+    o.credentialProviders = registry::CredentialProviders::load(
+        cfg.registry.credentialProviderConfig, cfg.registry.credentialProviderBinDir,
+        cfg.registry.credentialProviderTimeout);
+  }
   o.maxManifestBytes = static_cast<size_t>(cfg.limits.maxManifestBytes);
   o.transport.connectTimeoutSeconds = std::max<long>(1, static_cast<long>(cfg.timeouts.connect.count() / 1000));
   o.transport.lowSpeedSeconds = std::max<long>(1, static_cast<long>(cfg.timeouts.stall.count() / 1000));
@@ -129,8 +136,11 @@ int runServe(const ServeFlags& flags) {
     serverOptions.fetcher = std::make_shared<plugin::RegistryLayerFetcher>(registryOptions(cfg),
                                                                           static_cast<size_t>(cfg.limits.maxConfigBytes));
   } catch (const std::exception& e) {
-    log::error("cannot set up the registry client", {{"hosts_dir", cfg.registry.hostsDir},
-                                                     {"auth_file", cfg.registry.authFile}, {"error", e.what()}});
+    log::error("cannot set up the registry client",
+               {{"hosts_dir", cfg.registry.hostsDir},
+                {"auth_file", cfg.registry.authFile},
+                {"credential_provider_config", cfg.registry.credentialProviderConfig},
+                {"error", e.what()}});
     return 1;
   }
   plugin::Server server(std::move(serverOptions));

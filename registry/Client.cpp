@@ -52,6 +52,7 @@ Client::Client(ClientOptions options)
   CredentialOptions co;
   co.creds = options_.creds;
   co.authFile = options_.authFile;
+  co.providers = options_.credentialProviders;
   authorizer_ = std::make_unique<Authorizer>(*transport_, CredentialStore(co));
 }
 

@@ -56,6 +56,9 @@ TEST(DaemonConfig, DefaultFileParsesToTheDefaults) {
   EXPECT_EQ(d.metrics.address, want.metrics.address);
   EXPECT_EQ(d.registry.hostsDir, want.registry.hostsDir);
   EXPECT_EQ(d.registry.authFile, want.registry.authFile);
+  EXPECT_EQ(d.registry.credentialProviderConfig, want.registry.credentialProviderConfig);
+  EXPECT_EQ(d.registry.credentialProviderBinDir, want.registry.credentialProviderBinDir);
+  EXPECT_EQ(d.registry.credentialProviderTimeout, want.registry.credentialProviderTimeout);
   EXPECT_EQ(d.import.enabled, want.import.enabled);
   EXPECT_EQ(d.import.keepCompressedBlobs, want.import.keepCompressedBlobs);
   EXPECT_EQ(d.import.maxConcurrentLayers, want.import.maxConcurrentLayers);
@@ -88,7 +91,7 @@ TEST(DaemonConfig, EveryKeyIsDocumented) {
     prev = line;
     pos = nl + 1;
   }
-  EXPECT_EQ(keys, 24u);
+  EXPECT_EQ(keys, 27u);
 }
 
 TEST(DaemonConfig, SectionsAndValues) {
@@ -159,6 +162,43 @@ TEST(DaemonConfig, BadValuesNameKeyFileLineAndReason) {
     EXPECT_NE(e.find(c.want), std::string::npos) << "config:\n" << c.text << "error: " << e;
     EXPECT_EQ(e.rfind("/etc/snapimport/config.toml:", 0), 0u) << e;
   }
+}
+
+TEST(DaemonConfig, CredentialProviderKeys) {
+  DaemonConfig off;
+  EXPECT_EQ(off.registry.credentialProviderConfig, "");  // off by default
+  EXPECT_EQ(off.registry.credentialProviderBinDir, "");
+  EXPECT_EQ(off.registry.credentialProviderTimeout, std::chrono::seconds(10));
+  DaemonConfig c = DaemonConfig::parse(
+      "[registry]\ncredential_provider_config = \"/etc/kubernetes/credential-providers.yaml\"\n"
+      "credential_provider_bin_dir = "
+      "\"/usr/libexec/kubernetes/kubelet-plugins/credential-provider\"\n"
+      "credential_provider_timeout = \"30s\"\n",
+      "f.toml");
+  EXPECT_EQ(c.registry.credentialProviderConfig, "/etc/kubernetes/credential-providers.yaml");
+  EXPECT_EQ(c.registry.credentialProviderBinDir,
+            "/usr/libexec/kubernetes/kubelet-plugins/credential-provider");
+  EXPECT_EQ(c.registry.credentialProviderTimeout, std::chrono::seconds(30));
+  EXPECT_NO_THROW(c.validate());
+
+  std::string e = errorOf("[registry]\ncredential_provider_config = \"/etc/cp.yaml\"\n");
+  EXPECT_NE(e.find("/etc/snapimport/config.toml: keys \"registry.credential_provider_config\" and "
+                   "\"registry.credential_provider_bin_dir\" must be set together"),
+            std::string::npos)
+      << e;
+  e = errorOf("[registry]\ncredential_provider_bin_dir = \"/usr/libexec/cp\"\n");
+  EXPECT_NE(e.find("must be set together"), std::string::npos) << e;
+  e = errorOf("[registry]\ncredential_provider_config = \"cp.yaml\"\n");
+  EXPECT_NE(e.find("key \"registry.credential_provider_config\" must be an absolute path"),
+            std::string::npos)
+      << e;
+  e = errorOf("[registry]\ncredential_provider_timeout = \"0s\"\n");
+  EXPECT_NE(e.find("key \"registry.credential_provider_timeout\" must be longer than 0"),
+            std::string::npos)
+      << e;
+  DaemonConfig half;
+  half.registry.credentialProviderBinDir = "/usr/libexec/cp";
+  EXPECT_THROW(half.validate(), ConfigError);
 }
 
 TEST(DaemonConfig, ValidateChecksFlagOverrides) {
