@@ -159,7 +159,9 @@ void addCopyCommand(CLI::App& app) {
                   "OS/ARCH[/VARIANT] to pick from an index (default: this machine)");
   addEndpointFlags(*cmd, flags->srcEndpoint, "src-", "the source registry");
   addEndpointFlags(*cmd, flags->dstEndpoint, "dest-", "the destination registry");
-  cmd->add_option("--parallel", flags->parallel, "blobs copied at once")->check(CLI::Range(1, 64));
+  cmd->add_option("--parallel", flags->parallel, "blobs copied at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
   cmd->add_flag("--quiet,-q", flags->quiet, "no progress output");
   addRegistryFlags(*cmd, flags->registry);
   cmd->callback([flags] {

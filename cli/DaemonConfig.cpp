@@ -289,6 +289,26 @@ const std::vector<KeySpec>& keys() {
           "anonymously; layers that need credentials snapimport lacks fall back to containerd.",
           [](auto& c) -> auto& { return c.registry.authFile; },
           [](const std::string& v) { return v.empty() ? std::string() : absolutePath(v); }),
+      stringKey(
+          "registry", "credential_provider_config",
+          "kubelet's CredentialProviderConfig (YAML or JSON; a file, or a directory of *.yaml,\n"
+          "*.yml and *.json files): what kubelet gets as --image-credential-provider-config.\n"
+          "Its exec plugins then supply credentials for pulls that bring none, before\n"
+          "auth_file. The credentials stay in memory: never logged, never written to disk,\n"
+          "sent only to the registry they are for. Empty: off. Needs credential_provider_bin_dir.",
+          [](auto& c) -> auto& { return c.registry.credentialProviderConfig; },
+          [](const std::string& v) { return v.empty() ? std::string() : absolutePath(v); }),
+      stringKey(
+          "registry", "credential_provider_bin_dir",
+          "Directory of the credential provider plugins, as kubelet's\n"
+          "--image-credential-provider-bin-dir. Empty: off.",
+          [](auto& c) -> auto& { return c.registry.credentialProviderBinDir; },
+          [](const std::string& v) { return v.empty() ? std::string() : absolutePath(v); }),
+      durationKey(
+          "registry", "credential_provider_timeout",
+          "One run of a credential provider plugin; past it the plugin (and what it started) is\n"
+          "killed, and the pull goes on without its credentials.",
+          [](auto& c) -> auto& { return c.registry.credentialProviderTimeout; }, false),
 
       boolKey(
           "import", "enabled",
@@ -315,6 +335,12 @@ const std::vector<KeySpec>& keys() {
           "import", "max_concurrent_per_registry",
           "Layers fetched at once from any one registry host.",
           [](auto& c) -> auto& { return c.import.maxConcurrentPerRegistry; }, 1, 1024),
+      intKey(
+          "import", "max_concurrent_write_imports",
+          "Layer blobs unpacked at once while containerd writes them into snapimport's content\n"
+          "store (pulls the importer does not serve: ctr, nerdctl, CRI without snapshot\n"
+          "annotations or credentials). 0: containerd applies those layers itself.",
+          [](auto& c) -> auto& { return c.import.maxConcurrentWriteImports; }, 0, 1024),
       durationKey(
           "import", "staging_grace_period",
           "How long a staged layer nobody claims (a cancelled pull) is kept before Cleanup\n"
@@ -413,6 +439,16 @@ void readEntry(DaemonConfig& c, const std::string& section, const std::string& n
   if (!reason.empty()) throw ConfigError(where(file, n) + ": key \"" + dotted + "\" " + reason);
 }
 
+// Rules that span keys; checked once every key is read (and again after flags).
+std::string crossKeyProblem(const DaemonConfig& c) {
+  if (c.registry.credentialProviderConfig.empty() != c.registry.credentialProviderBinDir.empty()) {
+    return "keys \"registry.credential_provider_config\" and "
+           "\"registry.credential_provider_bin_dir\" must be set together (kubelet needs both "
+           "flags too)";
+  }
+  return "";
+}
+
 void appendComment(std::string& out, const std::string& doc) {
   std::stringstream ss(doc);
   std::string line;
@@ -452,6 +488,8 @@ DaemonConfig DaemonConfig::parse(const std::string& text, const std::string& sou
       readEntry(c, "", name, node, sourceName);
     }
   }
+  if (std::string why = crossKeyProblem(c); !why.empty())
+    throw ConfigError(sourceName + ": " + why);
   return c;
 }
 
@@ -460,6 +498,7 @@ void DaemonConfig::validate() const {
     std::string reason = k.check(*this);
     if (!reason.empty()) throw ConfigError("key \"" + k.dotted() + "\" " + reason);
   }
+  if (std::string why = crossKeyProblem(*this); !why.empty()) throw ConfigError(why);
 }
 
 DaemonConfig DaemonConfig::load(const std::string& file) {

@@ -39,6 +39,11 @@ struct DaemonConfig {
     // containerd's config_path: hosts.toml directories, ':'-separated, tried in order.
     std::string hostsDir = "/etc/containerd/certs.d:/etc/docker/certs.d";
     std::string authFile;  // docker config.json with credentials; empty: anonymous only
+    // kubelet's --image-credential-provider-config (file or directory) and
+    // --image-credential-provider-bin-dir; both empty: no credential provider plugins.
+    std::string credentialProviderConfig;
+    std::string credentialProviderBinDir;
+    Duration credentialProviderTimeout = std::chrono::seconds(10);  // per plugin run
   } registry;
 
   struct Import {
@@ -46,6 +51,7 @@ struct DaemonConfig {
     bool keepCompressedBlobs = false;
     int64_t maxConcurrentLayers = 8;
     int64_t maxConcurrentPerRegistry = 4;
+    int64_t maxConcurrentWriteImports = 4;
     Duration stagingGracePeriod = std::chrono::minutes(10);
   } import;
 

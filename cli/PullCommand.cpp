@@ -1,5 +1,6 @@
 #include "PullCommand.h"
 
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -9,9 +10,14 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <optional>
+#include <sstream>
 #include <thread>
 
+#include "DaemonConfig.h"
 #include "ImageList.h"
+#include "PullProgress.h"
+#include "common/HttpServer.h"
 #include "plugin/CriImageClient.h"
 
 namespace snapimport::cli {
@@ -23,10 +29,13 @@ struct PullFlags {
   std::string creds;
   int parallel = 2;
   int timeoutSeconds = 1800;
+  std::string adminAddress;  // for the live view; empty: as `snapimport status` finds it
   std::vector<std::string> images;
 };
 
 struct Outcome {
+  bool started = false;
+  std::chrono::steady_clock::time_point startedAt{};
   bool done = false;
   bool ok = false;
   std::string detail;  // image id, or the error
@@ -37,6 +46,102 @@ std::string fmtSeconds(double s) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.1fs", s);
   return buf;
+}
+
+constexpr const char* kDefaultConfigFile = "/etc/snapimport/config.toml";
+
+// The daemon's admin socket: --admin-address, else from the packaged config file if there is
+// one, else the built-in default (as `snapimport status` finds it without flags).
+std::string adminSocketFor(const PullFlags& flags) {
+  if (!flags.adminAddress.empty()) return flags.adminAddress;
+  if (access(kDefaultConfigFile, F_OK) == 0) {
+    try {
+      return DaemonConfig::load(kDefaultConfigFile).adminSocket();
+    } catch (const std::exception&) {
+      // The live view is a nicety: a config the daemon would refuse must not stop a pull.
+    }
+  }
+  return DaemonConfig{}.adminSocket();
+}
+
+// The live lines on a terminal: one per image being pulled, redrawn in place below the
+// finished ones. Progress comes from the daemon's /status; without a daemon to ask (another
+// snapshotter, no access to the socket) the lines show only how long each image has taken.
+class TerminalView {
+ public:
+  TerminalView(const std::vector<std::string>& images, std::string adminSocket)
+      : progress_(images), adminSocket_(std::move(adminSocket)) {
+    if (auto snap = fetch()) progress_.baseline(*snap);
+  }
+
+  // Asks the daemon at most every 0.5 s (every 5 s while it does not answer).
+  void poll(double now) {
+    if (now < nextPoll_) return;
+    if (auto snap = fetch()) {
+      progress_.update(std::move(*snap), now);
+      nextPoll_ = now + 0.5;
+    } else {
+      progress_.clear();
+      nextPoll_ = now + 5;
+    }
+  }
+
+  // One write per frame: erase the live lines, print what is final, draw the live lines again.
+  void frame(const std::string& finished, const std::vector<std::pair<size_t, double>>& running,
+             size_t queued) {
+    std::string out;
+    if (drawn_ > 0) {  // up to the first live line, then erase it and everything below
+      out += "\033[";
+      out += std::to_string(drawn_);
+      out += "A\r\033[J";
+    }
+    out += finished;
+    size_t width = terminalWidth();
+    drawn_ = 0;
+    for (const auto& line : progress_.lines(running, width)) {
+      out += line;
+      out += '\n';
+      ++drawn_;
+    }
+    if (queued) {
+      out += std::to_string(queued);
+      out += " more queued\n";
+      ++drawn_;
+    }
+    std::cout << out << std::flush;
+  }
+
+ private:
+  std::optional<std::vector<progress::ImageProgress>> fetch() {
+    try {
+      int status = 0;
+      std::string body = http::get(adminSocket_, "/status", status, 1000);
+      if (status == 200) return progress::fromJson(body);
+    } catch (const std::exception&) {
+    }
+    return std::nullopt;
+  }
+
+  static size_t terminalWidth() {
+    winsize ws{};
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 20) return ws.ws_col - 1;
+    return 79;
+  }
+
+  PullProgress progress_;
+  std::string adminSocket_;
+  double nextPoll_ = 0;
+  int drawn_ = 0;
+};
+
+std::string outcomeLine(const std::string& image, const Outcome& o) {
+  std::ostringstream line;
+  if (o.ok) {
+    line << "pulled  " << image << "  " << o.detail << "  (" << fmtSeconds(o.seconds) << ")\n";
+  } else {
+    line << "FAILED  " << image << "  (" << fmtSeconds(o.seconds) << "): " << o.detail << "\n";
+  }
+  return line.str();
 }
 
 int runPull(const PullFlags& flags) {
@@ -86,7 +191,14 @@ int runPull(const PullFlags& flags) {
   auto worker = [&] {
     for (size_t i; (i = next++) < images.size();) {
       auto start = std::chrono::steady_clock::now();
+      {
+        std::lock_guard lock(mu);
+        outcomes[i].started = true;
+        outcomes[i].startedAt = start;
+      }
       Outcome o;
+      o.started = true;
+      o.startedAt = start;
       try {
         o.detail = client->pull(images[i], auth);
         o.ok = true;
@@ -105,8 +217,10 @@ int runPull(const PullFlags& flags) {
   for (int i = 0; i < workers; ++i) threads.emplace_back(worker);
 
   // Results are printed in input order as they become available; a terminal also gets a live
-  // line with what is still running.
+  // line per image still running.
   const bool tty = isatty(STDOUT_FILENO);
+  std::unique_ptr<TerminalView> view;
+  if (tty) view = std::make_unique<TerminalView>(images, adminSocketFor(flags));
   auto begin = std::chrono::steady_clock::now();
   size_t printed = 0;
   int failed = 0;
@@ -114,22 +228,33 @@ int runPull(const PullFlags& flags) {
     std::unique_lock lock(mu);
     while (printed < images.size()) {
       cv.wait_for(lock, std::chrono::milliseconds(200));
-      if (tty) std::cout << "\r\033[K";
+      std::string finished;
       while (printed < images.size() && outcomes[printed].done) {
         const Outcome& o = outcomes[printed];
-        if (o.ok) {
-          std::cout << "pulled  " << images[printed] << "  " << o.detail << "  (" << fmtSeconds(o.seconds) << ")\n";
-        } else {
-          ++failed;
-          std::cout << "FAILED  " << images[printed] << "  (" << fmtSeconds(o.seconds) << "): " << o.detail << "\n";
-        }
+        if (!o.ok) ++failed;
+        finished += outcomeLine(images[printed], o);
         ++printed;
       }
-      if (tty && printed < images.size()) {
-        double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
-        std::cout << "pulling " << images[printed] << " ... " << (images.size() - printed) << " left, "
-                  << fmtSeconds(elapsed) << std::flush;
+      if (!view) {
+        std::cout << finished << std::flush;
+        continue;
       }
+      auto now = std::chrono::steady_clock::now();
+      std::vector<std::pair<size_t, double>> running;
+      size_t queued = 0;
+      for (size_t i = printed; i < images.size(); ++i) {
+        if (!outcomes[i].started) {
+          ++queued;
+        } else if (!outcomes[i].done) {
+          running.emplace_back(i,
+                               std::chrono::duration<double>(now - outcomes[i].startedAt).count());
+        }
+      }
+      // The daemon is asked without holding the lock, so workers can report meanwhile.
+      lock.unlock();
+      view->poll(std::chrono::duration<double>(now - begin).count());
+      view->frame(finished, running, queued);
+      lock.lock();
     }
   }
   for (auto& t : threads) t.join();
@@ -142,13 +267,18 @@ int runPull(const PullFlags& flags) {
 void addPullCommand(CLI::App& app) {
   auto flags = std::make_shared<PullFlags>();
   CLI::App* cmd = app.add_subcommand(
-      "pull", "Pre-pull images through containerd's CRI (namespace k8s.io), so kubelet sees them");
+      "pull", "pre-pull images through containerd's CRI (namespace k8s.io), so kubelet sees them");
   cmd->add_option("--image-endpoint", flags->endpoint, "CRI image service socket")->capture_default_str();
-  cmd->add_option("--file", flags->file, "File with one image per line ('-' for standard input)");
+  cmd->add_option("--file", flags->file, "file with one image per line ('-' for standard input)");
   cmd->add_option("--creds", flags->creds, "USER:PASSWORD for the registry, passed to containerd");
-  cmd->add_option("--parallel", flags->parallel, "Images pulled at once")->capture_default_str()->check(CLI::Range(1, 64));
-  cmd->add_option("--timeout", flags->timeoutSeconds, "Seconds allowed per image")->capture_default_str()->check(CLI::Range(1, 86400));
-  cmd->add_option("images", flags->images, "Image references");
+  cmd->add_option("--parallel", flags->parallel, "images pulled at once")->capture_default_str()->check(CLI::Range(1, 64));
+  cmd->add_option("--timeout", flags->timeoutSeconds, "seconds allowed per image")->capture_default_str()->check(CLI::Range(1, 86400));
+  cmd->add_option("--admin-address", flags->adminAddress,
+                  std::string("snapimport's admin socket, for the live progress on a terminal "
+                              "(default: from ") +
+                      kDefaultConfigFile + " if it exists, else " + DaemonConfig{}.adminSocket() +
+                      ")");
+  cmd->add_option("IMAGE", flags->images, "image references");
   cmd->callback([flags] { std::exit(runPull(*flags)); });
 }
 

@@ -11,8 +11,12 @@ void addEndpointFlags(CLI::App& cmd, EndpointFlags& flags, const std::string& pr
                       const std::string& which) {
   cmd.add_option("--" + prefix + "creds", flags.creds, "USER[:PASSWORD] for " + which);
   cmd.add_option("--" + prefix + "tls-verify", flags.tlsVerify,
-                 "verify " + which + "'s TLS certificate (false also allows plain http)")
-      ->default_str("true");
+                 "true: verify " + which +
+                     "'s TLS certificate, also on loopback; false: skip "
+                     "verification and allow plain http; default: as its hosts.toml says, else "
+                     "verified, except on localhost, 127.0.0.0/8 and ::1, which are tried over "
+                     "unverified https, then plain http (containerd's rule)")
+      ->type_name("BOOL");
 }
 
 void addRegistryFlags(CLI::App& cmd, RegistryFlags& flags) {
@@ -23,10 +27,13 @@ void addRegistryFlags(CLI::App& cmd, RegistryFlags& flags) {
                  "/etc/containerd/certs.d:/etc/docker/certs.d if present");
   cmd.add_option("--no-progress-timeout", flags.noProgressTimeout,
                  "fail a transfer that moves less than 1 KiB/s for this many seconds")
+      ->capture_default_str()
       ->check(CLI::Range(1, 86400));
   cmd.add_option("--retries", flags.retries, "retries for 429/5xx answers and dropped connections")
+      ->capture_default_str()
       ->check(CLI::Range(0, 50));
-  cmd.add_option("--log-level", flags.logLevel, "debug|info|warn|error");
+  cmd.add_option("--log-level", flags.logLevel, "debug, info, warn or error")
+      ->capture_default_str();
 }
 
 registry::ClientOptions clientOptions(const RegistryFlags& flags, const EndpointFlags& endpoint) {

@@ -11,7 +11,9 @@ namespace snapimport::cli {
 
 struct EndpointFlags {
   std::string creds;
-  bool tlsVerify = true;
+  // Unset: the registry's own default (hosts.toml, else containerd's loopback rule); true forces
+  // verified https, loopback included; false skips verification and allows plain http.
+  std::optional<bool> tlsVerify;
 };
 
 struct RegistryFlags {

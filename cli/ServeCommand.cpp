@@ -16,6 +16,7 @@
 #include "common/Metrics.h"
 #include "plugin/RegistryLayerFetcher.h"
 #include "plugin/Server.h"
+#include "registry/CredentialProvider.h"
 #include "store/SnapshotStore.h"
 
 namespace snapimport::cli {
@@ -88,11 +89,29 @@ plugin::ImporterOptions importerOptions(const DaemonConfig& cfg) {
   return o;
 }
 
-// Credentials and mirrors: docker config.json (with credential helpers) and hosts.toml.
+// Layers staged from containerd's writes share the importer's [import] switch, limits and grace.
+plugin::WriteImportOptions writeImportOptions(const DaemonConfig& cfg) {
+  plugin::WriteImportOptions o;
+  o.maxConcurrent = cfg.import.enabled ? static_cast<int>(cfg.import.maxConcurrentWriteImports) : 0;
+  o.stagedGrace = std::chrono::duration_cast<std::chrono::seconds>(cfg.import.stagingGracePeriod);
+  o.layerTimeout = cfg.timeouts.layer;
+  o.limits = importerOptions(cfg).limits;
+  o.maxManifestBytes = static_cast<size_t>(cfg.limits.maxManifestBytes);
+  o.maxConfigBytes = static_cast<size_t>(cfg.limits.maxConfigBytes);
+  return o;
+}
+
+// Credentials and mirrors: kubelet credential providers, docker config.json (with credential
+// helpers) and hosts.toml. A bad provider config or a missing plugin throws, naming the file.
 registry::ClientOptions registryOptions(const DaemonConfig& cfg) {
   registry::ClientOptions o;
   o.hostsDir = cfg.registry.hostsDir;
   o.authFile = cfg.registry.authFile;
+  if (!cfg.registry.credentialProviderConfig.empty()) {
+    o.credentialProviders = registry::CredentialProviders::load(
+        cfg.registry.credentialProviderConfig, cfg.registry.credentialProviderBinDir,
+        cfg.registry.credentialProviderTimeout);
+  }
   o.maxManifestBytes = static_cast<size_t>(cfg.limits.maxManifestBytes);
   o.transport.connectTimeoutSeconds = std::max<long>(1, static_cast<long>(cfg.timeouts.connect.count() / 1000));
   o.transport.lowSpeedSeconds = std::max<long>(1, static_cast<long>(cfg.timeouts.stall.count() / 1000));
@@ -111,13 +130,17 @@ int runServe(const ServeFlags& flags) {
   pthread_sigmask(SIG_BLOCK, &stopSignals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  plugin::ServerOptions serverOptions{cfg.root, cfg.address, cfg.timeouts.shutdown, nullptr, importerOptions(cfg)};
+  plugin::ServerOptions serverOptions{cfg.root, cfg.address, cfg.timeouts.shutdown, nullptr, importerOptions(cfg),
+                                      writeImportOptions(cfg)};
   try {
     serverOptions.fetcher = std::make_shared<plugin::RegistryLayerFetcher>(registryOptions(cfg),
                                                                           static_cast<size_t>(cfg.limits.maxConfigBytes));
   } catch (const std::exception& e) {
-    log::error("cannot set up the registry client", {{"hosts_dir", cfg.registry.hostsDir},
-                                                     {"auth_file", cfg.registry.authFile}, {"error", e.what()}});
+    log::error("cannot set up the registry client",
+               {{"hosts_dir", cfg.registry.hostsDir},
+                {"auth_file", cfg.registry.authFile},
+                {"credential_provider_config", cfg.registry.credentialProviderConfig},
+                {"error", e.what()}});
     return 1;
   }
   plugin::Server server(std::move(serverOptions));
@@ -187,9 +210,9 @@ int runServe(const ServeFlags& flags) {
 
 void addServeCommand(CLI::App& app) {
   auto flags = std::make_shared<ServeFlags>();
-  CLI::App* cmd = app.add_subcommand("serve", "Serve containerd's snapshots (and content) API on a unix socket");
-  cmd->add_option("--root", flags->root, "State directory (default " + DaemonConfig{}.root + ")");
-  cmd->add_option("--address", flags->address, "Unix socket to listen on (default " + DaemonConfig{}.address + ")");
+  CLI::App* cmd = app.add_subcommand("serve", "serve containerd's snapshots (and content) API on a unix socket");
+  cmd->add_option("--root", flags->root, "state directory (default " + DaemonConfig{}.root + ")");
+  cmd->add_option("--address", flags->address, "unix socket to listen on (default " + DaemonConfig{}.address + ")");
   // No ExistingFile check: the config loader's own error names the file and the reason.
   cmd->add_option("--config", flags->config, "TOML config file (see `snapimport config default`)");
   cmd->add_option("--log-level", flags->logLevel, "debug, info, warn or error (overrides log.level)");

@@ -136,12 +136,12 @@ std::string renderStatus(const std::vector<progress::ImageProgress>& images) {
 void addStatusCommand(CLI::App& app) {
   auto flags = std::make_shared<StatusFlags>();
   CLI::App* cmd = app.add_subcommand(
-      "status", "Show the imports the running daemon has in flight, per image and layer");
+      "status", "show the imports the running daemon has in flight, per image and layer");
   cmd->add_option("--config", flags->config,
-                  std::string("The daemon's config file, to find its admin socket (default ") +
+                  std::string("the daemon's config file, to find its admin socket (default ") +
                       kDefaultConfigFile + " if it exists)");
-  cmd->add_option("--admin-address", flags->adminAddress, "The daemon's admin socket");
-  cmd->add_flag("--json", flags->json, "Print the daemon's /status document as it is");
+  cmd->add_option("--admin-address", flags->adminAddress, "the daemon's admin socket");
+  cmd->add_flag("--json", flags->json, "print the daemon's /status document as it is");
   cmd->callback([flags] { std::exit(runStatus(*flags)); });
 }
 

@@ -133,26 +133,26 @@ int runUnpack(const UnpackFlags& flags) {
 void addUnpackCommand(CLI::App& app) {
   auto flags = std::make_shared<UnpackFlags>();
   CLI::App* cmd = app.add_subcommand(
-      "unpack", "Extract one layer into an overlay diff directory, as the importer would");
+      "unpack", "extract one layer into an overlay diff directory, as the importer would");
   cmd->add_option("--media-type", flags->mediaType,
-                  "Layer media type, or tar|gzip|zstd (default: guessed from the first bytes)");
+                  "layer media type, or tar|gzip|zstd (default: guessed from the first bytes)");
   cmd->add_option("--lower", flags->lowers,
-                  "Lower diff directory, nearest first; implicit directories take its metadata");
+                  "lower diff directory, nearest first; implicit directories take its metadata");
   cmd->add_flag("--userxattr", flags->userxattr,
-                "Mark opaque directories with user.overlay.opaque");
-  cmd->add_flag("--no-sync", flags->noSync, "Skip the final syncfs");
-  cmd->add_flag("--no-devices", flags->noDevices, "Refuse device nodes (whiteouts still work)");
+                "mark opaque directories with user.overlay.opaque");
+  cmd->add_flag("--no-sync", flags->noSync, "skip the final syncfs");
+  cmd->add_flag("--no-devices", flags->noDevices, "refuse device nodes (whiteouts still work)");
   cmd->add_flag("--compressed-digest", flags->compressedDigest,
-                "Also hash the compressed blob and print compressed_digest (uncompressed layers "
+                "also hash the compressed blob and print compressed_digest (uncompressed layers "
                 "always print it: it is the diff_id)");
-  cmd->add_option("--max-bytes", flags->limits.maxUncompressedBytes, "Limit on uncompressed bytes");
-  cmd->add_option("--max-entries", flags->limits.maxEntries, "Limit on tar entries");
+  cmd->add_option("--max-bytes", flags->limits.maxUncompressedBytes, "limit on uncompressed bytes");
+  cmd->add_option("--max-entries", flags->limits.maxEntries, "limit on tar entries");
   cmd->add_option("--max-header-bytes", flags->limits.maxHeaderBytes,
-                  "Limit on one entry's name, link and xattr bytes");
+                  "limit on one entry's name, link and xattr bytes");
   cmd->add_option("--max-path-bytes", flags->limits.maxPathBytes,
-                  "Limit on one name or link target");
-  cmd->add_option("FILE", flags->input, "Layer blob, or - for stdin")->required();
-  cmd->add_option("DIR", flags->dir, "Empty target directory (created if missing)")->required();
+                  "limit on one name or link target");
+  cmd->add_option("FILE", flags->input, "layer blob, or - for stdin")->required();
+  cmd->add_option("DIR", flags->dir, "empty target directory (created if missing)")->required();
   cmd->callback([flags] { std::exit(runUnpack(*flags)); });
 }
 

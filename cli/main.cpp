@@ -13,7 +13,11 @@
 int main(int argc, char** argv) {
   CLI::App app{"snapimport: containerd snapshotter and content store that imports images fast and safely"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", std::string("snapimport ") + SNAPIMPORT_VERSION);
+  // Help text starts lower-case without a final period, as git's and ctr's do; subcommands copy
+  // the help flag (and its text) from their parent when they are added.
+  app.set_help_flag("-h,--help", "print this help and exit");
+  app.set_version_flag("--version", std::string("snapimport ") + SNAPIMPORT_VERSION,
+                       "print the version and exit");
   snapimport::cli::addServeCommand(app);
   snapimport::cli::addUnpackCommand(app);
   snapimport::cli::addPullCommand(app);

@@ -19,20 +19,30 @@ std::string_view known(std::string_view reason, const std::array<std::string_vie
   return reasons.back();
 }
 
+// The first source (registry) for anything unknown, so a typo never makes a new series.
+std::string_view knownSource(std::string_view source) {
+  if (std::find(kImportSources.begin(), kImportSources.end(), source) != kImportSources.end()) {
+    return source;
+  }
+  return kImportSources.front();
+}
+
 }  // namespace
 
 Metrics::Metrics()
     : registry_(std::make_shared<prometheus::Registry>()),
-      importsStarted(BuildCounter()
+      startedFamily_(BuildCounter()
                          .Name("snapimport_imports_started_total")
-                         .Help("Layer imports started (one per layer job, after deduplication).")
-                         .Register(*registry_)
-                         .Add({})),
-      importsCompleted(BuildCounter()
+                         .Help("Layer imports started (one per layer job, after deduplication), "
+                               "by source (registry fetch or containerd's content writes).")
+                         .Register(*registry_)),
+      completedFamily_(BuildCounter()
                            .Name("snapimport_imports_completed_total")
-                           .Help("Layer imports that verified and committed their snapshot.")
-                           .Register(*registry_)
-                           .Add({})),
+                           .Help("Layer imports that verified and committed their snapshot, by "
+                                 "source.")
+                           .Register(*registry_)),
+      importsStarted(startedFamily_.Add({{"source", "registry"}})),
+      importsCompleted(completedFamily_.Add({{"source", "registry"}})),
       fetchedBytes(BuildCounter()
                        .Name("snapimport_fetched_bytes_total")
                        .Help("Compressed layer bytes received from registries by the importer.")
@@ -92,8 +102,12 @@ Metrics::Metrics()
                         .Help("gRPC request handling time, by full method name.")
                         .Register(*registry_)) {
   // Every reason's series exists from the start, at 0.
-  for (std::string_view r : kFailureReasons) failedFamily_.Add({{"reason", std::string(r)}});
-  for (std::string_view r : kFallbackReasons) fallbackFamily_.Add({{"reason", std::string(r)}});
+  for (std::string_view s : kImportSources) {
+    importsStartedFrom(s);
+    importsCompletedFrom(s);
+    for (std::string_view r : kFailureReasons) importsFailed(r, s);
+    for (std::string_view r : kFallbackReasons) fallbacks(r, s);
+  }
   for (std::string_view a : kNoSpaceAreas) noSpaceFamily_.Add({{"area", std::string(a)}});
   for (const char* kind : {"committed", "active", "view"}) snapshotsFamily_.Add({{"kind", kind}});
 }
@@ -103,12 +117,22 @@ Metrics& Metrics::daemon() {
   return *instance;
 }
 
-prometheus::Counter& Metrics::importsFailed(std::string_view reason) {
-  return failedFamily_.Add({{"reason", std::string(known(reason, kFailureReasons))}});
+prometheus::Counter& Metrics::importsFailed(std::string_view reason, std::string_view source) {
+  return failedFamily_.Add({{"reason", std::string(known(reason, kFailureReasons))},
+                            {"source", std::string(knownSource(source))}});
 }
 
-prometheus::Counter& Metrics::fallbacks(std::string_view reason) {
-  return fallbackFamily_.Add({{"reason", std::string(known(reason, kFallbackReasons))}});
+prometheus::Counter& Metrics::fallbacks(std::string_view reason, std::string_view source) {
+  return fallbackFamily_.Add({{"reason", std::string(known(reason, kFallbackReasons))},
+                              {"source", std::string(knownSource(source))}});
+}
+
+prometheus::Counter& Metrics::importsStartedFrom(std::string_view source) {
+  return startedFamily_.Add({{"source", std::string(knownSource(source))}});
+}
+
+prometheus::Counter& Metrics::importsCompletedFrom(std::string_view source) {
+  return completedFamily_.Add({{"source", std::string(knownSource(source))}});
 }
 
 prometheus::Counter& Metrics::noSpaceErrors(std::string_view area) {

@@ -5,9 +5,9 @@
 // does not need to know about prometheus-cpp's builders.
 //
 // Metric names (all prefixed snapimport_; see docs/operations.md):
-//   imports_started_total, imports_completed_total           counters
-//   imports_failed_total{reason}, fallbacks_total{reason}    counters, reasons fixed below
-//   no_space_errors_total{area}                              counter, areas fixed below
+//   imports_started_total{source}, imports_completed_total{source}       counters
+//   imports_failed_total{reason,source}, fallbacks_total{reason,source}  counters, fixed sets below
+//   no_space_errors_total{area}                                          counter, areas fixed below
 //   fetched_bytes_total, written_bytes_total                 counters
 //   layer_import_duration_seconds                            histogram
 //   import_jobs_in_flight                                    gauge
@@ -45,12 +45,16 @@ inline constexpr std::array<std::string_view, 9> kFailureReasons = {
 };
 
 // Why a layer went containerd's ordinary way (fetch + apply through the content store).
-inline constexpr std::array<std::string_view, 6> kFallbackReasons = {
+inline constexpr std::array<std::string_view, 9> kFallbackReasons = {
     "disabled",        // import.enabled = false
     "no_labels",       // Prepare without CRI snapshot annotations (ctr pull, annotations off)
     "media_type",      // a layer media type the importer does not handle
     "no_credentials",  // the registry needs credentials snapimport does not hold
     "import_failed",   // the import failed (see imports_failed_total for why)
+    // source="content" only (layers staged from containerd's own writes, WriteImporter):
+    "busy",     // import.max_concurrent_write_imports unpacks were already running
+    "resumed",  // the write resumed or restarted an ingest, so the tee never saw the whole blob
+    "slow",     // the unpack fell behind the write past its buffer and was detached
     "other",
 };
 
@@ -63,6 +67,9 @@ inline constexpr std::array<std::string_view, 5> kNoSpaceAreas = {
     "database",   // a meta.db (SQLite) transaction
     "other",
 };
+// Where an imported layer's bytes came from: the importer's own registry fetch, or containerd's
+// writes into snapimport's content store (WriteImporter). Every import series carries it.
+inline constexpr std::array<std::string_view, 2> kImportSources = {"registry", "content"};
 
 // The buckets of snapimport_layer_import_duration_seconds: layers take from milliseconds (tiny
 // config layers) to minutes (multi-GB layers on slow links).
@@ -72,6 +79,9 @@ inline const std::vector<double> kLayerDurationBuckets = {0.05, 0.1, 0.25, 0.5, 
 class Metrics {
   // Declared first: the public family references below are initialised from it.
   std::shared_ptr<prometheus::Registry> registry_;
+  // Declared before the public counters, which are their source="registry" series.
+  prometheus::Family<prometheus::Counter>& startedFamily_;
+  prometheus::Family<prometheus::Counter>& completedFamily_;
 
  public:
   Metrics();
@@ -82,7 +92,7 @@ class Metrics {
   // default registry; tests build their own.
   static Metrics& daemon();
 
-  // Importer.
+  // Importer. importsStarted and importsCompleted are the source="registry" series.
   prometheus::Counter& importsStarted;
   prometheus::Counter& importsCompleted;
   prometheus::Counter& fetchedBytes;
@@ -94,6 +104,12 @@ class Metrics {
   prometheus::Counter& fallbacks(std::string_view reason);
   // Operations that failed with "no space left on device", by area (kNoSpaceAreas).
   prometheus::Counter& noSpaceErrors(std::string_view area);
+  // Unknown reasons are counted as "internal" / "other" rather than creating new series; unknown
+  // sources as "registry".
+  prometheus::Counter& importsFailed(std::string_view reason, std::string_view source = "registry");
+  prometheus::Counter& fallbacks(std::string_view reason, std::string_view source = "registry");
+  prometheus::Counter& importsStartedFrom(std::string_view source);
+  prometheus::Counter& importsCompletedFrom(std::string_view source);
 
   // Snapshot store state, set from the store at each scrape (see onScrape).
   prometheus::Gauge& snapshots(std::string_view kind);  // "committed", "active", "view"

@@ -62,8 +62,9 @@ const char* actionName(int action) {
 
 }  // namespace
 
-ContentService::ContentService(std::shared_ptr<store::ContentStore> store)
-    : store_(std::move(store)) {}
+ContentService::ContentService(std::shared_ptr<store::ContentStore> store,
+                               std::shared_ptr<WriteImporter> writes)
+    : store_(std::move(store)), writes_(std::move(writes)) {}
 
 grpc::Status ContentService::Info(grpc::ServerContext*, const contentv1::InfoRequest* req,
                                   contentv1::InfoResponse* resp) {
@@ -80,6 +81,7 @@ grpc::Status ContentService::Update(grpc::ServerContext*, const contentv1::Updat
                                    req->update_mask().paths().end());
     Digest digest = Digest::parse(req->info().digest());
     toProto(store_->update(digest, fromProto(req->info().labels()), paths), resp->mutable_info());
+    if (writes_) writes_->labelsUpdated(digest.str(), fromProto(req->info().labels()));
     return grpc::Status::OK;
   });
 }
@@ -184,7 +186,14 @@ grpc::Status ContentService::Write(
     int64_t total = req.total();
     std::optional<Digest> expected;
     if (!req.expected().empty()) expected = Digest::parse(req.expected());
+    // A manifest or config containerd already has is not written again; index it all the same.
+    if (writes_ && expected && WriteImporter::indexes(ref) && store_->contains(*expected)) {
+      writes_->blobWritten(ref, expected->str());
+    }
     std::unique_ptr<store::Ingest> ingest = store_->openIngest(ref, total, expected);
+    // Destroyed with this scope: without a commit first, the tee's unpack is abandoned.
+    std::unique_ptr<WriteImporter::Tee> tee;
+    bool teeTried = false;  // one tee per stream, begun at its first bytes
 
     contentv1::WriteContentResponse resp;
     for (;;) {
@@ -220,11 +229,29 @@ grpc::Status ContentService::Write(
                                              " refused: the ingest holds " +
                                              std::to_string(ingest->offset()) + " bytes");
           }
-          if (req.offset() == 0 && ingest->offset() > 0) ingest->truncate();
-          if (!req.data().empty()) ingest->write(std::move(*req.mutable_data()));
+          if (req.offset() == 0 && ingest->offset() > 0) {
+            ingest->truncate();
+            if (tee) tee->truncated();
+            tee.reset();
+            teeTried = true;
+          }
+          if (!req.data().empty()) {
+            if (writes_ && !teeTried) {
+              teeTried = true;
+              tee = writes_->beginWrite(ref, expected ? expected->str() : std::string(),
+                                        ingest->offset(), total);
+            }
+            if (tee && !tee->append(ingest->offset(), req.data())) tee.reset();
+            ingest->write(std::move(*req.mutable_data()));
+          }
           if (req.action() == contentv1::COMMIT) {
+            const int64_t size = ingest->offset();
             // Releases the writer lock before this answer goes out.
-            resp.set_digest(ingest->commit(total, expected, fromProto(req.labels())).str());
+            Digest committed = ingest->commit(total, expected, fromProto(req.labels()));
+            resp.set_digest(committed.str());
+            if (tee) tee->committed(committed.str(), size);
+            tee.reset();
+            if (writes_) writes_->blobWritten(ref, committed.str());
           }
           // WRITE answers carry no digest: it would wait for the hash, which runs behind the
           // writes (IngestHasher). containerd's proxy keeps the last digest it was sent.

@@ -4,6 +4,7 @@
 // client behaves exactly as it does against the built-in store.
 #include <memory>
 
+#include "WriteImporter.h"
 #include "containerd/services/content/v1/content.grpc.pb.h"
 #include "store/ContentStore.h"
 
@@ -13,7 +14,10 @@ namespace contentv1 = ::containerd::services::content::v1;
 
 class ContentService final : public contentv1::Content::Service {
  public:
-  explicit ContentService(std::shared_ptr<store::ContentStore> store);
+  // With `writes`, layer blobs are also unpacked as they stream in (WriteImporter::Tee), and
+  // manifests and configs are indexed for it.
+  explicit ContentService(std::shared_ptr<store::ContentStore> store,
+                          std::shared_ptr<WriteImporter> writes = nullptr);
 
   // Read sends the blob in chunks of this size: far fewer messages than containerd's 32 KiB, and
   // far below the 16 MiB message limit on either side.
@@ -43,6 +47,7 @@ class ContentService final : public contentv1::Content::Service {
 
  private:
   std::shared_ptr<store::ContentStore> store_;
+  std::shared_ptr<WriteImporter> writes_;
 };
 
 }  // namespace snapimport::plugin

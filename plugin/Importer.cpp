@@ -359,15 +359,7 @@ Importer::Outcome Importer::importLayer(const ImportLabels& l, const std::string
                                              " but the image config says " + image->layers.diffIds[idx], &l);
       }
       progress::ImportProgress::daemon().layerState(desc.digest, LayerState::Committing);
-      unpack::fixImplicitDirs(job->staged / "fs", job->result.implicitDirs, store_->chainFsDirs(parent));
-      std::string name = "snapimport/" + l.chainId;
-      try {
-        store_->commitStaged(name, parent, labels, job->staged);
-      } catch (const store::StoreError& e) {
-        if (e.errorClass() != store::ErrorClass::AlreadyExists) throw;
-        // The same chain on a different parent (another namespace's chain) needs its own name.
-        store_->commitStaged(name + "@" + std::to_string(store::nowNs()), parent, labels, job->staged);
-      }
+      commitImportedLayer(*store_, l.chainId, parent, labels, job->staged, job->result.implicitDirs);
     } catch (...) {
       removeQuietly(job->staged);
       finishImage();
@@ -509,6 +501,20 @@ void Importer::runJob(Job& job) {
     job.error = error;
     job.freeAtFailure = freeAfter;
     job.state = Job::State::Failed;
+  }
+}
+
+store::SnapshotInfo commitImportedLayer(store::SnapshotStore& store, const std::string& chainId,
+                                        const std::string& parent, const store::Labels& labels,
+                                        const fs::path& staged, const std::vector<std::string>& implicitDirs) {
+  unpack::fixImplicitDirs(staged / "fs", implicitDirs, store.chainFsDirs(parent));
+  std::string name = "snapimport/" + chainId;
+  try {
+    return store.commitStaged(name, parent, labels, staged);
+  } catch (const store::StoreError& e) {
+    if (e.errorClass() != store::ErrorClass::AlreadyExists) throw;
+    // The same chain on a different parent (another namespace's chain) needs its own name.
+    return store.commitStaged(name + "@" + std::to_string(store::nowNs()), parent, labels, staged);
   }
 }
 

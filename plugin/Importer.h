@@ -94,4 +94,14 @@ class Importer {
   std::vector<std::thread> workers_;
 };
 
+// The importer's commit of a verified staged layer (a directory holding fs/), shared with every
+// other way a layer gets staged (WriteImporter): implicit directories take their metadata from
+// the chain below `parent`, then the tree becomes COMMITTED snapshot "snapimport/<chainId>" (or
+// "...@<ns>" when that name is taken by the same chain on another parent) in one transaction
+// with the rename. `labels` must carry containerd.io/snapshot.ref = chainId. Throws StoreError.
+store::SnapshotInfo commitImportedLayer(store::SnapshotStore& store, const std::string& chainId,
+                                        const std::string& parent, const store::Labels& labels,
+                                        const std::filesystem::path& staged,
+                                        const std::vector<std::string>& implicitDirs);
+
 }  // namespace snapimport::plugin

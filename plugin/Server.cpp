@@ -72,9 +72,12 @@ Server::~Server() = default;
 void Server::start() {
   snapshots_ = std::make_shared<store::SnapshotStore>(options_.root);
   if (options_.fetcher) importer_ = std::make_shared<Importer>(snapshots_, options_.fetcher, options_.importer);
-  services_.push_back(std::make_unique<SnapshotService>(snapshots_, importer_));
   content_ = std::make_shared<store::ContentStore>(options_.root);  // issue 3
-  services_.push_back(std::make_unique<ContentService>(content_));
+  if (options_.writeImport.maxConcurrent > 0) {
+    writes_ = std::make_shared<WriteImporter>(snapshots_, content_, options_.writeImport);
+  }
+  services_.push_back(std::make_unique<SnapshotService>(snapshots_, importer_, writes_));
+  services_.push_back(std::make_unique<ContentService>(content_, writes_));
 
   prepareSocketPath(options_.address);
   grpc::ServerBuilder builder;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "Importer.h"
+#include "WriteImporter.h"
 
 namespace snapimport::store {
 class SnapshotStore;
@@ -24,6 +25,8 @@ struct ServerOptions {
   // Where the importer fetches layers; null: no importer, a plain overlay snapshotter.
   std::shared_ptr<LayerFetcher> fetcher;
   ImporterOptions importer;
+  // Layers unpacked from containerd's own content writes (maxConcurrent 0: off).
+  WriteImportOptions writeImport;
 };
 
 class Server {
@@ -45,6 +48,7 @@ class Server {
   std::shared_ptr<store::SnapshotStore> snapshots_;
   std::shared_ptr<store::ContentStore> content_;
   std::shared_ptr<Importer> importer_;
+  std::shared_ptr<WriteImporter> writes_;
   std::vector<std::unique_ptr<grpc::Service>> services_;
   std::unique_ptr<grpc::Server> server_;
 };

@@ -1,5 +1,7 @@
 #include "SnapshotService.h"
 
+#include <malloc.h>
+
 #include "ErrorMapping.h"
 #include "common/Log.h"
 
@@ -39,9 +41,15 @@ void toProto(const store::SnapshotInfo& in, snapshotsv1::Info* out) {
   out->set_name(in.name);
   out->set_parent(in.parent);
   switch (in.kind) {
-    case store::Kind::View: out->set_kind(snapshotsv1::VIEW); break;
-    case store::Kind::Active: out->set_kind(snapshotsv1::ACTIVE); break;
-    case store::Kind::Committed: out->set_kind(snapshotsv1::COMMITTED); break;
+    case store::Kind::View:
+      out->set_kind(snapshotsv1::VIEW);
+      break;
+    case store::Kind::Active:
+      out->set_kind(snapshotsv1::ACTIVE);
+      break;
+    case store::Kind::Committed:
+      out->set_kind(snapshotsv1::COMMITTED);
+      break;
   }
   // Always sent: containerd 1.7+ reads a missing timestamp as the Unix epoch.
   setTime(in.created, out->mutable_created_at());
@@ -54,9 +62,15 @@ store::SnapshotInfo fromProto(const snapshotsv1::Info& in) {
   info.name = in.name();
   info.parent = in.parent();
   switch (in.kind()) {
-    case snapshotsv1::VIEW: info.kind = store::Kind::View; break;
-    case snapshotsv1::ACTIVE: info.kind = store::Kind::Active; break;
-    default: info.kind = store::Kind::Committed; break;  // containerd reads unknown kinds as committed
+    case snapshotsv1::VIEW:
+      info.kind = store::Kind::View;
+      break;
+    case snapshotsv1::ACTIVE:
+      info.kind = store::Kind::Active;
+      break;
+    default:
+      info.kind = store::Kind::Committed;
+      break;  // containerd reads unknown kinds as committed
   }
   info.created = fromTime(in.created_at());
   info.updated = fromTime(in.updated_at());
@@ -64,19 +78,33 @@ store::SnapshotInfo fromProto(const snapshotsv1::Info& in) {
   return info;
 }
 
-SnapshotService::SnapshotService(std::shared_ptr<store::SnapshotStore> store, std::shared_ptr<Importer> importer)
-    : store_(std::move(store)), importer_(std::move(importer)) {}
+SnapshotService::SnapshotService(std::shared_ptr<store::SnapshotStore> store,
+                                 std::shared_ptr<Importer> importer,
+                                 std::shared_ptr<WriteImporter> writes)
+    : store_(std::move(store)), importer_(std::move(importer)), writes_(std::move(writes)) {}
 
-grpc::Status SnapshotService::Prepare(grpc::ServerContext*, const snapshotsv1::PrepareSnapshotRequest* req,
+grpc::Status SnapshotService::Prepare(grpc::ServerContext* ctx,
+                                      const snapshotsv1::PrepareSnapshotRequest* req,
                                       snapshotsv1::PrepareSnapshotResponse* resp) {
   return guarded([&] {
     store::Labels labels = toLabels(req->labels());
     // AlreadyExists is only ever answered to a Prepare that names its target chain: containerd
     // turns it into an error otherwise (reference §2.3).
+    // A layer containerd is already writing (or has written) is taken from that write before the
+    // importer would fetch it from the registry a second time.
+    if (writes_ && labels.count(kLabelSnapshotRef) &&
+        writes_->prepare(req->key(), req->parent(), labels, [ctx] {
+          return ctx && ctx->IsCancelled();
+        }) == WriteImporter::Outcome::Imported) {
+      return grpc::Status(grpc::StatusCode::ALREADY_EXISTS,
+                          "snapshot " + labels[kLabelSnapshotRef] +
+                              " already exists (imported by snapimport from containerd's write)");
+    }
     if (importer_ && labels.count(kLabelSnapshotRef) &&
         importer_->prepare(req->key(), req->parent(), labels) == Importer::Outcome::Imported) {
-      return grpc::Status(grpc::StatusCode::ALREADY_EXISTS,
-                          "snapshot " + labels[kLabelSnapshotRef] + " already exists (imported by snapimport)");
+      return grpc::Status(
+          grpc::StatusCode::ALREADY_EXISTS,
+          "snapshot " + labels[kLabelSnapshotRef] + " already exists (imported by snapimport)");
     }
     addMounts(store_->prepare(req->key(), req->parent(), labels), resp);
     log::debug("prepared snapshot", {{"key", req->key()}, {"parent", req->parent()}});
@@ -84,7 +112,8 @@ grpc::Status SnapshotService::Prepare(grpc::ServerContext*, const snapshotsv1::P
   });
 }
 
-grpc::Status SnapshotService::View(grpc::ServerContext*, const snapshotsv1::ViewSnapshotRequest* req,
+grpc::Status SnapshotService::View(grpc::ServerContext*,
+                                   const snapshotsv1::ViewSnapshotRequest* req,
                                    snapshotsv1::ViewSnapshotResponse* resp) {
   return guarded([&] {
     addMounts(store_->view(req->key(), req->parent(), toLabels(req->labels())), resp);
@@ -101,7 +130,8 @@ grpc::Status SnapshotService::Mounts(grpc::ServerContext*, const snapshotsv1::Mo
   });
 }
 
-grpc::Status SnapshotService::Commit(grpc::ServerContext*, const snapshotsv1::CommitSnapshotRequest* req,
+grpc::Status SnapshotService::Commit(grpc::ServerContext*,
+                                     const snapshotsv1::CommitSnapshotRequest* req,
                                      google::protobuf::Empty*) {
   return guarded([&] {
     store_->commit(req->name(), req->key(), toLabels(req->labels()), req->parent());
@@ -110,7 +140,8 @@ grpc::Status SnapshotService::Commit(grpc::ServerContext*, const snapshotsv1::Co
   });
 }
 
-grpc::Status SnapshotService::Remove(grpc::ServerContext*, const snapshotsv1::RemoveSnapshotRequest* req,
+grpc::Status SnapshotService::Remove(grpc::ServerContext*,
+                                     const snapshotsv1::RemoveSnapshotRequest* req,
                                      google::protobuf::Empty*) {
   return guarded([&] {
     store_->remove(req->key());
@@ -119,7 +150,8 @@ grpc::Status SnapshotService::Remove(grpc::ServerContext*, const snapshotsv1::Re
   });
 }
 
-grpc::Status SnapshotService::Stat(grpc::ServerContext*, const snapshotsv1::StatSnapshotRequest* req,
+grpc::Status SnapshotService::Stat(grpc::ServerContext*,
+                                   const snapshotsv1::StatSnapshotRequest* req,
                                    snapshotsv1::StatSnapshotResponse* resp) {
   return guarded([&] {
     toProto(store_->stat(req->key()), resp->mutable_info());
@@ -127,16 +159,19 @@ grpc::Status SnapshotService::Stat(grpc::ServerContext*, const snapshotsv1::Stat
   });
 }
 
-grpc::Status SnapshotService::Update(grpc::ServerContext*, const snapshotsv1::UpdateSnapshotRequest* req,
+grpc::Status SnapshotService::Update(grpc::ServerContext*,
+                                     const snapshotsv1::UpdateSnapshotRequest* req,
                                      snapshotsv1::UpdateSnapshotResponse* resp) {
   return guarded([&] {
-    std::vector<std::string> paths(req->update_mask().paths().begin(), req->update_mask().paths().end());
+    std::vector<std::string> paths(req->update_mask().paths().begin(),
+                                   req->update_mask().paths().end());
     toProto(store_->update(fromProto(req->info()), paths), resp->mutable_info());
     return grpc::Status::OK;
   });
 }
 
-grpc::Status SnapshotService::List(grpc::ServerContext* ctx, const snapshotsv1::ListSnapshotsRequest* req,
+grpc::Status SnapshotService::List(grpc::ServerContext* ctx,
+                                   const snapshotsv1::ListSnapshotsRequest* req,
                                    grpc::ServerWriter<snapshotsv1::ListSnapshotsResponse>* writer) {
   return guarded([&] {
     std::vector<std::string> filters(req->filters().begin(), req->filters().end());
@@ -152,7 +187,8 @@ grpc::Status SnapshotService::List(grpc::ServerContext* ctx, const snapshotsv1::
       }
     });
     if (!broken && batch.info_size() > 0) broken = !writer->Write(batch);
-    if (broken || ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "list cancelled by client");
+    if (broken || ctx->IsCancelled())
+      return grpc::Status(grpc::StatusCode::CANCELLED, "list cancelled by client");
     return grpc::Status::OK;
   });
 }
@@ -172,7 +208,12 @@ grpc::Status SnapshotService::Cleanup(grpc::ServerContext*, const snapshotsv1::C
   return guarded([&] {
     size_t n = store_->cleanup();
     if (importer_) n += importer_->cleanupStaged();
+    if (writes_) n += writes_->cleanupStaged();
     if (n) log::info("cleanup removed orphan snapshot directories", {{"count", std::to_string(n)}});
+    // containerd calls Cleanup after a garbage collection, i.e. after pulls and removals have
+    // settled. Imports run on many threads, and glibc keeps the memory they freed in per-thread
+    // arenas; give it back to the node now rather than holding a pull's peak for ever.
+    malloc_trim(0);
     return grpc::Status::OK;
   });
 }

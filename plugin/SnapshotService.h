@@ -4,6 +4,7 @@
 
 #include "containerd/services/snapshots/v1/snapshots.grpc.pb.h"
 #include "Importer.h"
+#include "WriteImporter.h"
 #include "store/SnapshotStore.h"
 
 namespace snapimport::plugin {
@@ -12,8 +13,11 @@ namespace snapshotsv1 = ::containerd::services::snapshots::v1;
 
 class SnapshotService final : public snapshotsv1::Snapshots::Service {
  public:
-  // With an importer, Prepare runs the remote-snapshot flow for layers that carry CRI labels.
-  explicit SnapshotService(std::shared_ptr<store::SnapshotStore> store, std::shared_ptr<Importer> importer = nullptr);
+  // With an importer, Prepare runs the remote-snapshot flow for layers that carry CRI labels; with
+  // `writes`, a Prepare naming its chain (containerd.io/snapshot.ref) first looks for that layer
+  // among those staged from containerd's own content writes.
+  explicit SnapshotService(std::shared_ptr<store::SnapshotStore> store, std::shared_ptr<Importer> importer = nullptr,
+                           std::shared_ptr<WriteImporter> writes = nullptr);
 
   grpc::Status Prepare(grpc::ServerContext*, const snapshotsv1::PrepareSnapshotRequest*,
                        snapshotsv1::PrepareSnapshotResponse*) override;
@@ -39,6 +43,7 @@ class SnapshotService final : public snapshotsv1::Snapshots::Service {
  private:
   std::shared_ptr<store::SnapshotStore> store_;
   std::shared_ptr<Importer> importer_;
+  std::shared_ptr<WriteImporter> writes_;
 };
 
 // Conversions between the wire types and the store's (exposed for unit tests).

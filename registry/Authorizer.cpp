@@ -28,7 +28,10 @@ Credential Authorizer::credentialFor(const std::string& registry, const std::str
   std::string key = registry + "/" + repo;
   {
     std::lock_guard lock(mu_);
-    if (auto it = credCache_.find(key); it != credCache_.end()) return it->second;
+    // Credentials from a kubelet credential provider expire; the others are kept for good.
+    if (auto it = credCache_.find(key);
+        it != credCache_.end() && it->second.expires > std::chrono::steady_clock::now())
+      return it->second;
   }
   std::vector<std::string> tried;
   Credential c = credentials_.lookup(registry, repo, &tried);
@@ -61,17 +64,22 @@ std::string Authorizer::authorization(const RegistryHost& host, const std::strin
     if (it == hosts_.end() || it->second.scheme.empty()) return {};
     state = it->second;
   }
-  Credential cred = credentialFor(registry, repo);
+  // A credential bound to the registry itself is not sent to its mirrors.
+  auto usable = [&](Credential c) { return c.originOnly && host.isMirror ? Credential{} : c; };
   if (state.scheme == "basic") {
+    Credential cred = usable(credentialFor(registry, repo));
     if (cred.username.empty()) return {};
     return "Basic " + base64Encode(cred.username + ":" + cred.password);
   }
-  if (!cred.registryToken.empty()) return "Bearer " + cred.registryToken;
+  // A cached token first: credentials (perhaps a provider plugin run) only to fetch a new one.
+  // Tokens only exist for credentials without a registryToken, so the order changes nothing else.
   const std::string key = scopes.key();
   auto now = std::chrono::steady_clock::now();
   if (auto t = state.tokens.find(key); t != state.tokens.end() && t->second.expires > now) {
     return "Bearer " + t->second.value;
   }
+  Credential cred = usable(credentialFor(registry, repo));
+  if (!cred.registryToken.empty()) return "Bearer " + cred.registryToken;
   Token token = fetchToken(host, state, cred, scopes);
   std::lock_guard lock(mu_);
   hosts_[hostKey(host)].tokens[key] = token;

@@ -52,6 +52,7 @@ Client::Client(ClientOptions options)
   CredentialOptions co;
   co.creds = options_.creds;
   co.authFile = options_.authFile;
+  co.providers = options_.credentialProviders;
   authorizer_ = std::make_unique<Authorizer>(*transport_, CredentialStore(co));
 }
 
@@ -112,7 +113,7 @@ std::unique_ptr<HttpStream> Client::send(const Reference& repo, Request& req) {
         hr.tls = host.tls;
       } else {
         // Another origin (storage redirect, foreign Location): no credentials, no host headers.
-        hr.tls.verify = options_.tlsVerify;
+        hr.tls.verify = options_.tlsVerify.value_or(true);
       }
       std::shared_ptr<BlobReader> source;
       if (req.bodySource) {

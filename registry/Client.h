@@ -44,7 +44,12 @@ struct ClientOptions {
   std::string hostsDir;              // containerd config_path style, ':'-separated roots
   std::string authFile;              // --authfile (docker config.json / containers auth.json)
   std::optional<std::string> creds;  // --creds user:password
-  bool tlsVerify = true;  // false: skip verification and allow plain http (skopeo semantics)
+  // kubelet credential provider plugins (the daemon's [registry] credential_provider_config).
+  std::shared_ptr<CredentialProviders> credentialProviders{};
+  // Unset: each host as configured (hosts.toml, else containerd's loopback rule). false: skip
+  // verification and allow plain http; true: https with verification for every host, loopback
+  // included (skopeo's --tls-verify semantics). See HostsOptions.
+  std::optional<bool> tlsVerify;
   TransportOptions transport;
   int maxRetries = 5;  // for 429/5xx and dropped connections
   std::chrono::milliseconds retryBase{250};

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -16,6 +17,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "registry/CredentialProvider.h"
 #include "registry/Error.h"
 
 extern char** environ;
@@ -249,6 +251,18 @@ Credential CredentialStore::lookup(std::string_view registry, std::string_view r
     if (tried) tried->push_back("--creds (user " + c.username + ")");
     return c;
   }
+  // A provider that failed, or had nothing yet, may answer later: what the files give then is
+  // only kept until the provider is due to be asked again.
+  auto reconsiderAt = std::chrono::steady_clock::time_point::max();
+  if (options_.providers) {
+    CredentialProviders::Lookup p = options_.providers->lookup(registry, repoPath, tried);
+    if (p.credential) return *p.credential;
+    reconsiderAt = p.reconsiderAt;
+  }
+  auto settle = [&](Credential c) {
+    c.expires = std::min(c.expires, reconsiderAt);
+    return c;
+  };
   std::vector<std::string> files;
   if (!options_.authFile.empty()) {
     files.push_back(options_.authFile);
@@ -267,10 +281,10 @@ Credential CredentialStore::lookup(std::string_view registry, std::string_view r
     if (!cfg->is_object())
       throw Error(ErrorKind::Invalid, "auth file " + f + " must hold a JSON object");
     Credential c = fromConfig(*cfg, f, registry, repoPath, tried);
-    if (!c.empty()) return c;
+    if (!c.empty()) return settle(std::move(c));
   }
   if (tried) tried->push_back("anonymous");
-  return {};
+  return settle({});
 }
 
 std::optional<Credential> runCredentialHelper(const std::string& helper,

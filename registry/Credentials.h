@@ -1,9 +1,12 @@
 #pragma once
-// Where credentials come from, in order: --creds, then the auth file given with --authfile (or
+// Where credentials come from, in order: --creds, then kubelet credential provider plugins (when
+// configured, CredentialProvider.h), then the auth file given with --authfile (or
 // $REGISTRY_AUTH_FILE), then docker's config.json ($DOCKER_CONFIG or ~/.docker). Inside a
 // config file: credHelpers[host], else credsStore, else auths[host] (auth / identitytoken /
 // registrytoken). Helpers are run with docker-credential-helpers' protocol. Every lookup records
 // which sources were tried, so an authentication failure can say so (without the secrets).
+#include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -17,14 +20,24 @@ struct Credential {
   std::string identityToken;  // OAuth2 refresh token (grant_type=refresh_token)
   std::string registryToken;  // sent directly as a Bearer token
   std::string source;         // "--creds", "/root/.docker/config.json auths", "helper pass"
+  // How long the answer may be reused. Files and --creds: for good; a credential provider's
+  // answer: as long as the provider allows (CredentialProvider.h).
+  std::chrono::steady_clock::time_point expires = std::chrono::steady_clock::time_point::max();
+  // Only for the registry's own server, never for the mirrors hosts.toml lists for it (what a
+  // credential provider answers is for the image's registry alone).
+  bool originOnly = false;
   bool empty() const {
     return username.empty() && password.empty() && identityToken.empty() && registryToken.empty();
   }
 };
 
+class CredentialProviders;
+
 struct CredentialOptions {
   std::optional<std::string> creds;  // "user:password" (--creds); "user" alone means empty password
   std::string authFile;              // --authfile; replaces the default files
+  // kubelet credential provider plugins, consulted after --creds and before the files.
+  std::shared_ptr<CredentialProviders> providers{};
 };
 
 class CredentialStore {

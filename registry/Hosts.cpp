@@ -255,9 +255,14 @@ std::vector<RegistryHost> resolveHosts(std::string_view registry, const HostsOpt
     bool origin =
         h.host == registry || (registry == "docker.io" && h.host == "registry-1.docker.io");
     h.isMirror = !origin;
-    if (!options.tlsVerify) {
+    if (options.tlsVerify == false) {
       h.tls.verify = false;
       if (h.scheme == "https") h.httpFallback = true;
+    } else if (options.tlsVerify == true) {
+      // Forced: no plaintext and no unverified handshake, whatever the defaults or hosts.toml say.
+      h.scheme = "https";
+      h.tls.verify = true;
+      h.httpFallback = false;
     }
   }
   return hosts;

@@ -1,6 +1,7 @@
 #pragma once
 // containerd's registry host configuration (hosts.toml in certs.d-style directories), so a node
 // pulls through the same mirrors containerd would use. See containerd-api.md §6.
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,8 +21,9 @@ struct RegistryHost {
   HttpHeaders headers;
   // A mirror gets ?ns=<registry> on every request.
   bool isMirror = false;
-  // Loopback registries (and --tls-verify=false) are tried over https without verification
-  // first and over plain http when the TLS handshake fails, as containerd does for localhost.
+  // Loopback registries without configuration (and --tls-verify=false) are tried over https
+  // without verification first and over plain http when the TLS handshake fails, as containerd
+  // does for localhost.
   bool httpFallback = false;
 
   std::string baseUrl() const { return scheme + "://" + host + path; }
@@ -31,9 +33,12 @@ struct RegistryHost {
 struct HostsOptions {
   // Directory roots, ':'-separated, tried in order (containerd's config_path). Empty: none.
   std::string hostsDir;
-  // false: skip TLS verification and allow plain http for every host of this registry
-  // (skopeo's --tls-verify=false). true/unset: as configured.
-  bool tlsVerify = true;
+  // Unset: as configured (hosts.toml, else containerd's rule: loopback registries are plain
+  // http or unverified https). false: skip TLS verification and allow plain http for every host
+  // of this registry (skopeo's --tls-verify=false). true: every host over https with
+  // verification, loopback and http:// or skip_verify hosts included (skopeo's
+  // --tls-verify=true).
+  std::optional<bool> tlsVerify;
 };
 
 // The hosts to try for `registry` ("docker.io", "127.0.0.1:5000"), in order: the [host] entries

@@ -253,7 +253,12 @@ struct HttpTransport::Impl {
     auto it = caBlobs.find(key);
     if (it != caBlobs.end()) return it->second;
     std::string blob = systemCaBundle();
-    for (const auto& f : files) blob += "\n" + readFile(f) + "\n";
+    // Appended piece by piece: GCC 12 at -O3 reports a false -Wrestrict for "literal" + string&&.
+    for (const auto& f : files) {
+      blob += '\n';
+      blob += readFile(f);
+      blob += '\n';
+    }
     return caBlobs.emplace(key, std::move(blob)).first->second;
   }
 };
@@ -495,6 +500,10 @@ class CurlStream : public HttpStream {
                    "the client certificate " +
                        request_.tls.clientCert + ")";
     }
+    // OpenSSL's words for a server that answered the handshake with something that is not TLS.
+    if (tls && result_ == CURLE_SSL_CONNECT_ERROR &&
+        why.find("wrong version number") != std::string::npos)
+      why += " (the server does not speak TLS there: is it a plain-http registry?)";
     // The code says which libcurl failure it was, so the client can tell what waiting may heal.
     std::string code =
         tls && deadRightAway ? kTlsClosedCode : std::to_string(static_cast<int>(result_));

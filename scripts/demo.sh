@@ -85,7 +85,7 @@ echo "snapimport status (recent imports, per image and layer):" >&2
 echo >&2
 echo "Some of its metrics (curl http://127.0.0.1:$METRICS_PORT/metrics):" >&2
 curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics" |
-  grep -E '^snapimport_(imports_(started|completed)_total|fetched_bytes_total|written_bytes_total|layer_import_duration_seconds_(count|sum)|snapshots\{kind="committed"\}) ' |
+  grep -E '^snapimport_(imports_(started|completed)_total\{source="registry"\}|fetched_bytes_total|written_bytes_total|layer_import_duration_seconds_(count|sum)|snapshots\{kind="committed"\}) ' |
   sed 's/^/  /' >&2
 echo >&2
 

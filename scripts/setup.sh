@@ -11,6 +11,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libsqlite3-dev libcli11-dev nlohmann-json3-dev libtomlplusplus-dev
   libcurl4-openssl-dev libssl-dev libarchive-dev libisal-dev libzstd-dev libsystemd-dev
+  libyaml-cpp-dev
   prometheus-cpp-dev
   libgtest-dev libgmock-dev
   # conformance harness (containerd's own Go test suites, GOPATH mode)

@@ -27,7 +27,8 @@ SNIPPET=$SI_WORK/snippet.toml
   --root "$SI_SNAPIMPORT_ROOT" --hosts-dir "$SI_HOSTS_DIR" >"$SNIPPET"
 sed 's/^/    snippet: /' "$SNIPPET" >&2
 
-header=$(si_containerd_header)
+si_containerd_header >"$SI_WORK/private.toml" # (not in a subshell: it sets SI_CONTAINERD_CONFIG)
+header=$(cat "$SI_WORK/private.toml")
 {
   echo "# private parts (this test's containerd), top-level keys"
   sed '/^#--tables--$/,$d' <<<"$header"

@@ -59,7 +59,7 @@ for l in "${LAYERS[@]}"; do
   if grep -qx "$l" <<<"$content"; then fail "containerd fetched layer blob $l into the content store"; fi
 done
 metrics=$(curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics")
-grep -qx 'snapimport_imports_completed_total 3' <<<"$metrics" ||
+grep -qx 'snapimport_imports_completed_total{source="registry"} 3' <<<"$metrics" ||
   fail "metrics do not count 3 completed imports: $(grep imports_completed <<<"$metrics")"
 bad_fallbacks=$(awk '/^snapimport_fallbacks_total\{/ && $0 !~ /no_labels/ && $2 != 0' <<<"$metrics")
 [ -z "$bad_fallbacks" ] || fail "unexpected fallbacks: $bad_fallbacks"

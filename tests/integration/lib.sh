@@ -33,6 +33,9 @@
 #                               with their ctr and shim); 2.x gets a config version 3
 #   SI_CONTAINERD_REMOTE_ANNOTATIONS=false  1.7/2.x: the proxy's exports do not ask for the CRI
 #                               layer labels (2.1's transfer pulls, ctr's too, then carry none)
+#   SI_CRI_STATS_PERIOD         seconds between CRI's snapshot usage scans (ImageFsInfo; default 10)
+#   SI_CRI_ANNOTATIONS=0        1.6/1.7: CRI without snapshot annotations (disable_snapshot_annotations
+#                               = true), so its Prepares carry no CRI layer labels
 #   SI_CRI_PULL=transfer|local  2.1 only: CRI pulls through the transfer service (default: snapshot
 #                               annotations off in CRI, on through the proxy's exports) or the local
 #                               pull (disable_snapshot_annotations = false)
@@ -769,9 +772,10 @@ EOF
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   sandbox_image = "${SI_CRI_SANDBOX_IMAGE:-registry.k8s.io/pause:3.6}"
+  stats_collect_period = ${SI_CRI_STATS_PERIOD:-10}
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "${SI_CRI_SNAPSHOTTER:-snapimport}"
-    disable_snapshot_annotations = false
+    disable_snapshot_annotations = $([ "${SI_CRI_ANNOTATIONS:-1}" = 0 ] && echo true || echo false)
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "$d/cni/bin"
     conf_dir = "$d/cni/conf"
@@ -792,6 +796,7 @@ EOF
 [plugins."io.containerd.cri.v1.images"]
   snapshotter = "${SI_CRI_SNAPSHOTTER:-snapimport}"
   disable_snapshot_annotations = $disable_annotations
+  stats_collect_period = ${SI_CRI_STATS_PERIOD:-10}
   [plugins."io.containerd.cri.v1.images".pinned_images]
     sandbox = "${SI_CRI_SANDBOX_IMAGE:-registry.k8s.io/pause:3.10}"
   [plugins."io.containerd.cri.v1.images".registry]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The .deb: CPack builds it from the build tree; it is unpacked with dpkg-deb -x into a folder and
-# the binary runs from there: --version, `config default` equals the packaged conffile, and
+# the binary runs from there: --version, `config default` equals the packaged conffile, the
+# containerd snippets equal `config containerd --version V`, and
 # `serve` (with the packaged config, root and sockets moved into the folder) reports READY=1 to a
 # NOTIFY_SOCKET only once its sockets answer. lintian runs when installed (errors fail the test,
 # warnings are printed); `systemd-analyze verify` checks the unit and the containerd drop-in.
@@ -30,7 +31,8 @@ dpkg-deb -I "$deb" | sed -n '/Package:/,$p'
 dpkg-deb -c "$deb" | awk '{ print $NF }' | sed 's|^\./|/|' >"$work/contents"
 for f in /usr/bin/snapimport /lib/systemd/system/snapimport.service \
   /lib/systemd/system/containerd.service.d/10-snapimport.conf /etc/snapimport/config.toml \
-  /usr/share/snapimport/containerd/config-1.6.toml /usr/share/doc/snapimport/copyright \
+  /usr/share/snapimport/containerd/config-1.6.toml /usr/share/snapimport/containerd/config-1.7.toml \
+  /usr/share/snapimport/containerd/config-2.x.toml /usr/share/doc/snapimport/copyright \
   /usr/share/doc/snapimport/changelog.Debian.gz /usr/share/man/man1/snapimport.1.gz; do
   grep -qx "$f" "$work/contents" || fail "the package lacks $f"
 done
@@ -44,6 +46,11 @@ bin=$root/usr/bin/snapimport
 "$bin" --version
 "$bin" config default | diff -u "$root/etc/snapimport/config.toml" - >&2 ||
   fail "the packaged config differs from the packaged binary's 'config default'"
+for release in 1.6 1.7 2.x; do
+  "$bin" config containerd --version "$release" |
+    diff -u "$root/usr/share/snapimport/containerd/config-$release.toml" - >&2 ||
+    fail "the packaged config-$release.toml differs from 'config containerd --version $release'"
+done
 file "$bin" 2>/dev/null | grep -q 'not stripped' && fail "the packaged binary is not stripped"
 
 # The packaged config, with its paths moved into the work dir (as an operator would edit it).

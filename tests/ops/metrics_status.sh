@@ -92,10 +92,10 @@ check() { # check NAME OP VALUE
     fail "metric $1 is $v, want $2 $3"
   si_log "metric $1 = $v"
 }
-check snapimport_imports_started_total ">=" 3
-check snapimport_imports_completed_total "==" 3
-check 'snapimport_imports_failed_total{reason="fetch"}' "==" 0
-check 'snapimport_fallbacks_total{reason="import_failed"}' "==" 0
+check 'snapimport_imports_started_total{source="registry"}' ">=" 3
+check 'snapimport_imports_completed_total{source="registry"}' "==" 3
+check 'snapimport_imports_failed_total{reason="fetch",source="registry"}' "==" 0
+check 'snapimport_fallbacks_total{reason="import_failed",source="registry"}' "==" 0
 check snapimport_fetched_bytes_total ">=" 100000
 check snapimport_layer_import_duration_seconds_count "==" 3
 check 'snapimport_layer_import_duration_seconds_bucket{le="+Inf"}' "==" 3

@@ -30,6 +30,7 @@ if ! (cd "$work/src" && env -u CMAKE_BUILD_TYPE -u BUILD_DIR -u CMAKE_CXX_COMPIL
   fail "scripts/package.sh failed in a fresh clone"
 fi
 deb=$(tail -n 1 "$work/package.log")
+case "$deb" in /*) ;; *) deb=$work/src/$deb ;; esac # package.sh prints it relative to the checkout
 [ -f "$deb" ] || fail "scripts/package.sh did not print the path of a .deb (last line: '$deb')"
 case "$deb" in "$work/src/build-release/snapimport_"*.deb) ;; *) fail "unexpected package path $deb" ;; esac
 echo "ok: $(basename "$deb") built in $((SECONDS - start)) s"

@@ -12,6 +12,8 @@ The repository name picks the fault (everything else is a plain, correct registr
   redirect/*    redirects blob GETs to another origin (http://localhost:<redirect port>), which
                 records whether an Authorization header arrived
   trickle/*     sends blob bytes one every 2 seconds, forever
+  badlayer/*    serves the image's last layer with one byte in its middle flipped
+  slowlast/*    serves the image's last layer 64 KiB every quarter second
   auth/*        like plain, but requires Basic auth (user:pass) - used with redirect checks
   range416/*    accepts pushes (POST, chunked PATCH, PUT ?digest=, manifest PUT); the second PATCH
                 of every upload keeps only the first half of its chunk and answers 416 with
@@ -51,6 +53,11 @@ def blob(digest):
     alg, hexd = digest.split(":", 1)
     with open(os.path.join(OCI, "blobs", alg, hexd), "rb") as f:
         return f.read()
+
+
+def last_layer():
+    digest, _ = top_manifest()
+    return json.loads(blob(digest))["layers"][-1]["digest"]
 
 
 def top_manifest():
@@ -162,6 +169,10 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(307, b"", {"Location": "http://localhost:%d/storage/%s?sig=secret" % (RPORT, digest)})
         if fault == "baddigest":
             data = bytes([data[0] ^ 0xff]) + data[1:]
+        last = fault in ("badlayer", "slowlast") and digest == last_layer()
+        if fault == "badlayer" and last:
+            mid = len(data) // 2
+            data = data[:mid] + bytes([data[mid] ^ 0xff]) + data[mid + 1:]
         start = 0
         rng = self.headers.get("Range")
         if rng and rng.startswith("bytes="):
@@ -182,6 +193,12 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.write(bytes([b]))
                 self.wfile.flush()
                 time.sleep(2)
+            return
+        if fault == "slowlast" and last:
+            for i in range(0, len(body), 64 << 10):
+                self.wfile.write(body[i:i + (64 << 10)])
+                self.wfile.flush()
+                time.sleep(0.25)
             return
         if fault == "drop" and n == 1 and len(body) > 1:
             self.wfile.write(body[: len(body) // 2])

@@ -2,6 +2,8 @@
 # Chunked uploads and mutual TLS against real distribution registries:
 #  - SNAPIMPORT_CHUNK_SIZE forces chunked PATCH uploads to a plain-http registry; skopeo and
 #    snapimport pull back identical digests and bytes;
+#  - --tls-verify=true (copy's --src-/--dest-, inspect, tags) refuses that plain-http 127.0.0.1
+#    registry with a TLS error, while the default (containerd's loopback rule) uses it;
 #  - a TLS registry that requires client certificates (http.tls.clientcas), with a CA the test
 #    makes: hosts.toml `client = [["cert", "key"]]` lets snapimport push and pull, without it the
 #    copy fails naming the host (a TLS alert, or with TLS 1.3 sometimes only a connection error); the connection negotiated HTTP/2 (the transport's debug log).
@@ -42,6 +44,21 @@ step_chunked() {
 }
 si_step "chunked PATCH push to distribution; skopeo and snapimport pull identical digests" step_chunked
 
+step_forced_tls() {
+  # containerd's loopback rule: a 127.0.0.1 registry without hosts.toml is plain http by default
+  # (the pulls above). --src-tls-verify=true, --dest-tls-verify=true and inspect/tags
+  # --tls-verify=true insist on verified https instead, and fail saying the server is not TLS.
+  "$SNAPIMPORT_BIN" inspect "docker://$P/chunked/img:t1" >/dev/null || si_fail "inspect with the default TLS setting failed"
+  "$SNAPIMPORT_BIN" tags "docker://$P/chunked/img" | grep -q '"t1"' || si_fail "tags with the default TLS setting failed"
+  local pat="https://$P/.*SSL.*(does not speak TLS)"
+  sir_expect_fail "$pat" sir_copy --src-tls-verify=true "docker://$P/chunked/img:t1" "oci:$W/forced:t1"
+  sir_expect_fail "$pat" sir_copy --dest-tls-verify=true "oci:$W/img:t1" "docker://$P/forced/img:t1"
+  sir_expect_fail "$pat" "$SNAPIMPORT_BIN" inspect --tls-verify=true "docker://$P/chunked/img:t1"
+  sir_expect_fail "$pat" "$SNAPIMPORT_BIN" tags --tls-verify=true "docker://$P/chunked/img"
+  [ ! -e "$W/forced" ] || [ -z "$(ls -A "$W/forced/blobs/sha256" 2>/dev/null)" ] || si_fail "a refused pull wrote blobs"
+}
+si_step "--tls-verify=true refuses a plain-http 127.0.0.1 registry the default accepts" step_forced_tls
+
 step_mtls() {
   sir_ca "$W/tls"
   local t=$W/tls
@@ -73,6 +90,9 @@ TOML
   "$SNAPIMPORT_BIN" copy --log-level debug --hosts-dir "$W/certs.d" "docker://$M/mtls/img:t1" "oci:$W/mtls-out:t1" \
     >/dev/null 2>"$W/mtls-pull.err" || { cat "$W/mtls-pull.err" >&2; si_fail "pull with a client cert failed"; return 1; }
   [ "$(sir_manifest_digest "$W/mtls-out" t1)" = "$WANT" ] || si_fail "digest changed over mTLS"
+  # Forced verification works against a real TLS registry whose CA hosts.toml names.
+  sir_copy --src-tls-verify=true --hosts-dir "$W/certs.d" "docker://$M/mtls/img:t1" "oci:$W/mtls-verified:t1" ||
+    si_fail "--src-tls-verify=true failed against a TLS registry with its CA in hosts.toml"
   local f
   for f in "$W"/mtls-out/blobs/sha256/*; do cmp "$f" "$W/img/blobs/sha256/${f##*/}" || si_fail "blob ${f##*/} differs"; done
   # Without the client certificate the registry refuses the connection and the copy fails naming

@@ -56,6 +56,9 @@ TEST(DaemonConfig, DefaultFileParsesToTheDefaults) {
   EXPECT_EQ(d.metrics.address, want.metrics.address);
   EXPECT_EQ(d.registry.hostsDir, want.registry.hostsDir);
   EXPECT_EQ(d.registry.authFile, want.registry.authFile);
+  EXPECT_EQ(d.registry.credentialProviderConfig, want.registry.credentialProviderConfig);
+  EXPECT_EQ(d.registry.credentialProviderBinDir, want.registry.credentialProviderBinDir);
+  EXPECT_EQ(d.registry.credentialProviderTimeout, want.registry.credentialProviderTimeout);
   EXPECT_EQ(d.import.enabled, want.import.enabled);
   EXPECT_EQ(d.import.keepCompressedBlobs, want.import.keepCompressedBlobs);
   EXPECT_EQ(d.import.maxConcurrentLayers, want.import.maxConcurrentLayers);
@@ -88,14 +91,14 @@ TEST(DaemonConfig, EveryKeyIsDocumented) {
     prev = line;
     pos = nl + 1;
   }
-  EXPECT_EQ(keys, 23u);
+  EXPECT_EQ(keys, 27u);
 }
 
 TEST(DaemonConfig, SectionsAndValues) {
   DaemonConfig c = DaemonConfig::parse(
       "[log]\nlevel = \"debug\"\nformat = \"json\"\n"
       "[metrics]\naddress = \"127.0.0.1:9651\"\n"
-      "[import]\nenabled = false\nmax_concurrent_layers = 3\n"
+      "[import]\nenabled = false\nmax_concurrent_layers = 3\nmax_concurrent_write_imports = 0\n"
       "[timeouts]\nconnect = \"250ms\"\nlayer = \"0s\"\n"
       "[limits]\nmax_layer_bytes = \"2GiB\"\nmax_manifest_bytes = 1000\n",
       "f.toml");
@@ -104,6 +107,8 @@ TEST(DaemonConfig, SectionsAndValues) {
   EXPECT_EQ(c.metrics.address, "127.0.0.1:9651");
   EXPECT_FALSE(c.import.enabled);
   EXPECT_EQ(c.import.maxConcurrentLayers, 3);
+  EXPECT_EQ(c.import.maxConcurrentWriteImports, 0);
+  EXPECT_EQ(DaemonConfig{}.import.maxConcurrentWriteImports, 4);
   EXPECT_EQ(c.timeouts.connect, std::chrono::milliseconds(250));
   EXPECT_EQ(c.timeouts.layer, std::chrono::milliseconds(0));
   EXPECT_EQ(c.limits.maxLayerBytes, 2ull << 30);
@@ -157,6 +162,43 @@ TEST(DaemonConfig, BadValuesNameKeyFileLineAndReason) {
     EXPECT_NE(e.find(c.want), std::string::npos) << "config:\n" << c.text << "error: " << e;
     EXPECT_EQ(e.rfind("/etc/snapimport/config.toml:", 0), 0u) << e;
   }
+}
+
+TEST(DaemonConfig, CredentialProviderKeys) {
+  DaemonConfig off;
+  EXPECT_EQ(off.registry.credentialProviderConfig, "");  // off by default
+  EXPECT_EQ(off.registry.credentialProviderBinDir, "");
+  EXPECT_EQ(off.registry.credentialProviderTimeout, std::chrono::seconds(10));
+  DaemonConfig c = DaemonConfig::parse(
+      "[registry]\ncredential_provider_config = \"/etc/kubernetes/credential-providers.yaml\"\n"
+      "credential_provider_bin_dir = "
+      "\"/usr/libexec/kubernetes/kubelet-plugins/credential-provider\"\n"
+      "credential_provider_timeout = \"30s\"\n",
+      "f.toml");
+  EXPECT_EQ(c.registry.credentialProviderConfig, "/etc/kubernetes/credential-providers.yaml");
+  EXPECT_EQ(c.registry.credentialProviderBinDir,
+            "/usr/libexec/kubernetes/kubelet-plugins/credential-provider");
+  EXPECT_EQ(c.registry.credentialProviderTimeout, std::chrono::seconds(30));
+  EXPECT_NO_THROW(c.validate());
+
+  std::string e = errorOf("[registry]\ncredential_provider_config = \"/etc/cp.yaml\"\n");
+  EXPECT_NE(e.find("/etc/snapimport/config.toml: keys \"registry.credential_provider_config\" and "
+                   "\"registry.credential_provider_bin_dir\" must be set together"),
+            std::string::npos)
+      << e;
+  e = errorOf("[registry]\ncredential_provider_bin_dir = \"/usr/libexec/cp\"\n");
+  EXPECT_NE(e.find("must be set together"), std::string::npos) << e;
+  e = errorOf("[registry]\ncredential_provider_config = \"cp.yaml\"\n");
+  EXPECT_NE(e.find("key \"registry.credential_provider_config\" must be an absolute path"),
+            std::string::npos)
+      << e;
+  e = errorOf("[registry]\ncredential_provider_timeout = \"0s\"\n");
+  EXPECT_NE(e.find("key \"registry.credential_provider_timeout\" must be longer than 0"),
+            std::string::npos)
+      << e;
+  DaemonConfig half;
+  half.registry.credentialProviderBinDir = "/usr/libexec/cp";
+  EXPECT_THROW(half.validate(), ConfigError);
 }
 
 TEST(DaemonConfig, ValidateChecksFlagOverrides) {

@@ -14,11 +14,14 @@ TEST(Metrics, EveryFamilyIsExposedFromTheStart) {
   std::string t = m.expose();
   for (const char* line : {
            "# TYPE snapimport_imports_started_total counter",
-           "snapimport_imports_started_total 0",
-           "snapimport_imports_completed_total 0",
-           "snapimport_imports_failed_total{reason=\"fetch\"} 0",
-           "snapimport_imports_failed_total{reason=\"internal\"} 0",
-           "snapimport_fallbacks_total{reason=\"no_labels\"} 0",
+           "snapimport_imports_started_total{source=\"registry\"} 0",
+           "snapimport_imports_started_total{source=\"content\"} 0",
+           "snapimport_imports_completed_total{source=\"registry\"} 0",
+           "snapimport_imports_completed_total{source=\"content\"} 0",
+           "snapimport_imports_failed_total{reason=\"fetch\",source=\"registry\"} 0",
+           "snapimport_imports_failed_total{reason=\"internal\",source=\"content\"} 0",
+           "snapimport_fallbacks_total{reason=\"no_labels\",source=\"registry\"} 0",
+           "snapimport_fallbacks_total{reason=\"slow\",source=\"content\"} 0",
            "snapimport_fetched_bytes_total 0",
            "snapimport_written_bytes_total 0",
            "# TYPE snapimport_layer_import_duration_seconds histogram",
@@ -44,9 +47,11 @@ TEST(Metrics, RecordsCountersHistogramsAndGauges) {
   m.layerImportDuration.Observe(42);
   m.importJobsInFlight.Set(4);
   std::string t = m.expose();
-  EXPECT_TRUE(has(t, "snapimport_imports_started_total 2")) << t;
-  EXPECT_TRUE(has(t, "snapimport_imports_failed_total{reason=\"verify\"} 1")) << t;
-  EXPECT_TRUE(has(t, "snapimport_fallbacks_total{reason=\"no_credentials\"} 3")) << t;
+  EXPECT_TRUE(has(t, "snapimport_imports_started_total{source=\"registry\"} 2")) << t;
+  EXPECT_TRUE(has(t, "snapimport_imports_failed_total{reason=\"verify\",source=\"registry\"} 1"))
+      << t;
+  EXPECT_TRUE(has(t, "snapimport_fallbacks_total{reason=\"no_credentials\",source=\"registry\"} 3"))
+      << t;
   EXPECT_TRUE(has(t, "snapimport_fetched_bytes_total 1024")) << t;
   EXPECT_TRUE(has(t, "snapimport_layer_import_duration_seconds_bucket{le=\"0.25\"} 0")) << t;
   EXPECT_TRUE(has(t, "snapimport_layer_import_duration_seconds_bucket{le=\"0.5\"} 1")) << t;
@@ -62,8 +67,25 @@ TEST(Metrics, UnknownReasonsDoNotCreateSeries) {
   m.fallbacks("whatever").Increment();
   std::string t = m.expose();
   EXPECT_FALSE(has(t, "some new thing")) << t;
-  EXPECT_TRUE(has(t, "snapimport_imports_failed_total{reason=\"internal\"} 1")) << t;
-  EXPECT_TRUE(has(t, "snapimport_fallbacks_total{reason=\"other\"} 1")) << t;
+  EXPECT_TRUE(has(t, "snapimport_imports_failed_total{reason=\"internal\",source=\"registry\"} 1"))
+      << t;
+  EXPECT_TRUE(has(t, "snapimport_fallbacks_total{reason=\"other\",source=\"registry\"} 1")) << t;
+}
+
+TEST(Metrics, ContentSourceHasItsOwnSeries) {
+  Metrics m;
+  m.importsStartedFrom("content").Increment();
+  m.importsCompletedFrom("content").Increment();
+  m.importsFailed("verify", "content").Increment();
+  m.fallbacks("resumed", "content").Increment(2);
+  m.importsStartedFrom("elsewhere").Increment();  // unknown sources count as registry
+  std::string t = m.expose();
+  EXPECT_TRUE(has(t, "snapimport_imports_started_total{source=\"content\"} 1")) << t;
+  EXPECT_TRUE(has(t, "snapimport_imports_started_total{source=\"registry\"} 1")) << t;
+  EXPECT_TRUE(has(t, "snapimport_imports_completed_total{source=\"content\"} 1")) << t;
+  EXPECT_TRUE(has(t, "snapimport_imports_failed_total{reason=\"verify\",source=\"content\"} 1")) << t;
+  EXPECT_TRUE(has(t, "snapimport_fallbacks_total{reason=\"resumed\",source=\"content\"} 2")) << t;
+  EXPECT_FALSE(has(t, "elsewhere")) << t;
 }
 
 TEST(Metrics, NoSpaceErrorsByAreaExistFromTheStart) {

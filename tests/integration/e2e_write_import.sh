@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Acceptance for import from containerd's writes ("Every pull at importer speed", item 1): a pull
+# the importer cannot serve, because its Prepares carry no CRI layer labels (CRI with snapshot
+# annotations off on 1.6/1.7; on 2.1 the transfer service with the proxy's exports NOT asking for
+# remote snapshot annotations), of a five-layer image. containerd writes every layer blob into
+# snapimport's content store; snapimport unpacks each while it streams in and commits it when
+# containerd's unpacker Prepares its chain. containerd applies only the first layer itself (its
+# debug log shows one "diff applied"), the rootfs equals `umoci unpack` of the same image
+# (tests/unpack/treecmp.py), a container runs, and no staging is left.
+#
+#   SI_WI_PULL=cri (default)  CRI PullImage (`snapimport pull`)
+#   SI_WI_PULL=ctr            `ctr images pull` (2.1: the transfer service)
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/import_lib.sh" # also: root (else exit 77), CRI_CLIENT, fail()
+
+MODE=${SI_WI_PULL:-cri}
+si_init_workdir "e2e-write-import-$MODE"
+si_step "start a registry on 127.0.0.1" si_start_registry
+OCI=$SI_WORK/oci
+TAG=v1
+REF=$SI_REGISTRY/test/write-import:$TAG
+si_step "build the three-layer test image" si_build_test_image "$OCI" "$TAG"
+si_step "add layer 4 (300 small files)" si_imp_add_layer "$OCI" "$TAG" four 300
+si_step "add layer 5" si_imp_add_layer "$OCI" "$TAG" five
+si_step "push it to $REF" si_push_image "$OCI" "$TAG" "$REF"
+mapfile -t LAYERS < <(jq -r ".layers[].digest" "$(si_image_manifest "$OCI" "$TAG")")
+mapfile -t CHAIN < <(si_chain_ids "$OCI" "$TAG")
+N=${#LAYERS[@]}
+[ "$N" -eq 5 ] || fail "expected 5 layers, got $N"
+
+si_write_hosts_dir "$SI_REGISTRY"
+export SI_CRI_ANNOTATIONS=0 SI_CONTAINERD_REMOTE_ANNOTATIONS=false
+si_step "start snapimport" si_imp_start_snapimport
+si_step "start containerd (CRI, snapshot annotations off, snapimport as snapshotter and content store)" \
+  si_imp_start_cri_containerd
+
+case "$MODE" in
+  cri)
+    pull() {
+      "$SNAPIMPORT_BIN" pull --image-endpoint "unix://$SI_CONTAINERD_SOCK" "$REF" | tee "$SI_WORK/logs/pull.out"
+      grep -q "^1 pulled, 0 failed" "$SI_WORK/logs/pull.out"
+    }
+    ;;
+  ctr)
+    [ "$SI_CONTAINERD_MAJOR" -ge 2 ] || fail "SI_WI_PULL=ctr needs containerd 2.x (the transfer service)"
+    pull() {
+      si_ctr -n k8s.io images pull --snapshotter snapimport "$REF" >"$SI_WORK/logs/pull.out" 2>&1 ||
+        { tail -n 20 "$SI_WORK/logs/pull.out" >&2; return 1; }
+    }
+    ;;
+  *) fail "SI_WI_PULL=$MODE: expected cri or ctr" ;;
+esac
+si_step "pull $REF ($MODE)" pull
+
+# --- who did the work ----------------------------------------------------------------------------
+applied=$(si_imp_applied_count)
+from_writes=$(grep -c "msg=\"imported layer from containerd's write\"" "$SI_SNAPIMPORT_LOG" || true)
+content_done=$(si_imp_metric snapimport_imports_completed_total 'source="content"')
+registry_done=$(si_imp_metric snapimport_imports_completed_total 'source="registry"')
+no_labels=$(si_imp_metric snapimport_fallbacks_total 'reason="no_labels"')
+si_log "containerd diff applied=$applied, imported from writes=$from_writes (metric $content_done), from the registry=$registry_done, no_labels fallbacks=$no_labels"
+[ "$registry_done" -eq 0 ] || fail "the importer fetched $registry_done layers itself: the pull carried CRI labels"
+[ "$applied" -eq 1 ] || fail "containerd applied $applied layers itself, want only the first"
+[ "$from_writes" -eq $((N - 1)) ] || fail "snapimport imported $from_writes layers from containerd's writes, want $((N - 1))"
+[ "$content_done" -eq $((N - 1)) ] || fail "imports_completed_total{source=\"content\"} is $content_done, want $((N - 1))"
+for i in $(seq 1 $((N - 1))); do
+  grep "msg=\"imported layer from containerd's write\"" "$SI_SNAPIMPORT_LOG" | grep -q "layer=${LAYERS[$i]}" ||
+    fail "layer $((i + 1)) (${LAYERS[$i]}) was not imported from its write"
+done
+content=$(si_ctr -n k8s.io content ls -q)
+for l in "${LAYERS[@]}"; do
+  grep -qx "$l" <<<"$content" || fail "layer blob $l is not in the content store (containerd wrote it)"
+done
+
+# --- the chain containerd sees --------------------------------------------------------------------
+snaps=$(si_ctr -n k8s.io snapshots --snapshotter snapimport ls | awk 'NR > 1 { print $1 }' | sort)
+want=$(printf '%s\n' "${CHAIN[@]}" | sort)
+[ "$snaps" = "$want" ] || fail "containerd's k8s.io snapshots are '$snaps', want the chain '$want'"
+
+# --- the rootfs equals umoci unpack of the same image ---------------------------------------------
+si_step "umoci unpack the reference rootfs" umoci unpack --image "$OCI:$TAG" "$SI_WORK/ref"
+VIEW=$SI_WORK/view
+mkdir -p "$VIEW"
+mount_view() {
+  local json type opts
+  json=$(si_ctr -n k8s.io snapshots --snapshotter snapimport view --mounts wi-view "${CHAIN[$((N - 1))]}") || return 1
+  # ctr prints containerd's mount.Mount: Type, Source, Options.
+  type=$(jq -r '.[0] | .type // .Type' <<<"$json")
+  opts=$(jq -r '.[0] | (.options // .Options) | join(",")' <<<"$json") ||
+    { si_fail "cannot read the view's mounts: $json"; return 1; }
+  [ "$type" = overlay ] || { si_fail "the view of the top chain mounts as '$type', want overlay"; return 1; }
+  mount -t overlay overlay -o "ro,$opts" "$VIEW"
+}
+si_step "mount a view of the top chain" mount_view
+cmp_rc=0
+python3 "$SI_REPO_ROOT/tests/unpack/treecmp.py" "$SI_WORK/ref/rootfs" "$VIEW" || cmp_rc=$?
+umount "$VIEW"
+si_ctr -n k8s.io snapshots --snapshotter snapimport rm wi-view
+[ "$cmp_rc" -eq 0 ] || fail "the snapshot chain differs from umoci unpack of the image (above)"
+si_log "the rootfs equals umoci unpack of $OCI:$TAG"
+
+# --- a container runs -----------------------------------------------------------------------------
+SCRIPT='echo "MARKER=$(cat /top-marker.txt)"; echo "FIVE=$(cat /layers/five.txt)"; echo "FOUR=$(find /layers/four -type f | wc -l)";
+if [ -e '"$SI_IMG_DELETED"' ]; then echo DELETED=present; else echo DELETED=absent; fi'
+run() {
+  si_ctr_run k8s.io --rm --snapshotter snapimport "$REF" write-import-1 /bin/sh -c "$SCRIPT" \
+    >"$SI_WORK/logs/run.out" 2>"$SI_WORK/logs/run.err" || { cat "$SI_WORK/logs/run.err" >&2; return 1; }
+}
+si_step "ctr run the image" run
+sed 's/^/    container: /' "$SI_WORK/logs/run.out" >&2
+grep -qx "MARKER=$SI_IMG_MARKER" "$SI_WORK/logs/run.out" || fail "top-layer marker missing in the container"
+grep -qx "FIVE=layer five" "$SI_WORK/logs/run.out" || fail "layer 5's file missing in the container"
+grep -qx "FOUR=300" "$SI_WORK/logs/run.out" || fail "layer 4's files missing in the container"
+grep -qx "DELETED=absent" "$SI_WORK/logs/run.out" || fail "whiteout-deleted file is visible"
+
+# --- nothing left in staging ----------------------------------------------------------------------
+left=$(find "$SI_SNAPIMPORT_ROOT/staging" -mindepth 1 -maxdepth 1 | wc -l)
+[ "$left" -eq 0 ] || fail "staging holds $left entries after the pull: $(ls "$SI_SNAPIMPORT_ROOT/staging")"
+si_log "PASS: $((N - 1)) of $N layers committed from containerd's writes ($MODE pull, containerd $SI_CONTAINERD_VERSION)"

@@ -1,0 +1,459 @@
+// Layers staged from containerd's writes, through the real content and snapshot services over an
+// in-process channel: the Write stream tees into the unpack pipeline, a Prepare naming the chain
+// commits the staged tree and answers AlreadyExists, and everything that is not exactly right
+// leaves no snapshot and no staging behind.
+#include "plugin/WriteImporter.h"
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <fstream>
+#include <future>
+#include <sstream>
+
+#include "../store/TempDir.h"
+#include "plugin/ChainId.h"
+#include "plugin/ContentService.h"
+#include "plugin/ImportLabels.h"
+#include "plugin/SnapshotService.h"
+
+namespace snapimport::plugin {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void sh(const std::string& cmd) { ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd; }
+
+struct Layer {
+  std::string blob;  // compressed bytes as the registry serves them
+  std::string digest, diffId, mediaType;
+};
+
+class WriteImporterTest : public ::testing::Test {
+ protected:
+  testing::TempDir tmp;
+  std::shared_ptr<store::SnapshotStore> snapshots;
+  std::shared_ptr<store::ContentStore> content;
+  std::shared_ptr<WriteImporter> writes;
+  std::unique_ptr<ContentService> contentService;
+  std::unique_ptr<SnapshotService> snapshotService;
+  std::unique_ptr<grpc::Server> server;
+  std::unique_ptr<contentv1::Content::Stub> cs;
+  std::unique_ptr<snapshotsv1::Snapshots::Stub> ss;
+  std::vector<Layer> layers;
+  std::vector<std::string> chains;
+  std::string manifestBytes, configBytes;
+  int seq = 0;
+
+  WriteImportOptions options() {
+    WriteImportOptions o;
+    o.startWait = std::chrono::milliseconds(500);
+    return o;
+  }
+
+  void SetUp() override {
+    fs::path src = tmp.path() / "src";
+    // Layer 0 (gzip) makes a/ 0750 with a file; layer 1 (zstd) adds a/y without an entry for a/,
+    // so a/ is implicit there and must take 0750 from layer 0; layer 2 is a plain tar.
+    sh("mkdir -p " + (src / "l0/a").string() + " " + (src / "l1/a").string() + " " +
+       (src / "l2/b").string());
+    sh("echo one > " + (src / "l0/a/x").string() + " && chmod 0750 " + (src / "l0/a").string());
+    sh("echo two > " + (src / "l1/a/y").string());
+    sh("head -c 3000000 /dev/urandom > " + (src / "l2/b/big").string());
+    sh("tar --sort=name -C " + (src / "l0").string() + " -cf " + (tmp.path() / "l0.tar").string() +
+       " a a/x");
+    sh("tar --sort=name -C " + (src / "l1").string() + " -cf " + (tmp.path() / "l1.tar").string() +
+       " a/y");
+    sh("tar --sort=name -C " + (src / "l2").string() + " -cf " + (tmp.path() / "l2.tar").string() +
+       " b b/big");
+    sh("gzip -kn " + (tmp.path() / "l0.tar").string());
+    sh("zstd -q -k " + (tmp.path() / "l1.tar").string());
+    const std::pair<const char*, const char*> files[] = {
+        {"l0.tar.gz", "application/vnd.oci.image.layer.v1.tar+gzip"},
+        {"l1.tar.zst", "application/vnd.oci.image.layer.v1.tar+zstd"},
+        {"l2.tar", "application/vnd.oci.image.layer.v1.tar"}};
+    std::vector<std::string> diffIds;
+    for (int i = 0; i < 3; ++i) {
+      Layer l;
+      l.blob = slurp(tmp.path() / files[i].first);
+      l.digest = sha256Digest(l.blob);
+      l.diffId = sha256Digest(slurp(tmp.path() / ("l" + std::to_string(i) + ".tar")));
+      l.mediaType = files[i].second;
+      diffIds.push_back(l.diffId);
+      layers.push_back(l);
+    }
+    chains = chainIds(diffIds);
+    startServices(options());
+  }
+
+  void startServices(WriteImportOptions o) {
+    if (server) server->Shutdown();
+    contentService.reset();
+    snapshotService.reset();
+    writes.reset();
+    snapshots =
+        std::make_shared<store::SnapshotStore>(tmp.path() / "root", store::OverlayOptions{});
+    content = std::make_shared<store::ContentStore>(tmp.path() / "root");
+    writes = std::make_shared<WriteImporter>(snapshots, content, o);
+    contentService = std::make_unique<ContentService>(content, writes);
+    snapshotService = std::make_unique<SnapshotService>(snapshots, nullptr, writes);
+    grpc::ServerBuilder builder;
+    builder.RegisterService(contentService.get());
+    builder.RegisterService(snapshotService.get());
+    builder.SetMaxReceiveMessageSize(16 << 20);
+    server = builder.BuildAndStart();
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(16 << 20);
+    auto channel = server->InProcessChannel(args);
+    cs = contentv1::Content::NewStub(channel);
+    ss = snapshotsv1::Snapshots::NewStub(channel);
+  }
+
+  void TearDown() override {
+    server->Shutdown();
+    contentService.reset();
+    snapshotService.reset();
+    writes.reset();
+  }
+
+  // The manifest and config containerd writes first; `diffIds` overrides the config's.
+  void writeImage(std::vector<std::string> diffIds = {}) {
+    if (diffIds.empty()) {
+      for (const auto& l : layers) diffIds.push_back(l.diffId);
+    }
+    std::string ids;
+    for (const auto& d : diffIds) ids += (ids.empty() ? "\"" : ",\"") + d + "\"";
+    configBytes = R"({"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[)" +
+                  ids + "]}}";
+    std::string ls;
+    for (const auto& l : layers) {
+      ls += std::string(ls.empty() ? "" : ",") + R"({"mediaType":")" + l.mediaType +
+            R"(","digest":")" + l.digest + R"(","size":)" + std::to_string(l.blob.size()) + "}";
+    }
+    manifestBytes =
+        R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":")" +
+        sha256Digest(configBytes) + R"(","size":)" + std::to_string(configBytes.size()) +
+        R"(},"layers":[)" + ls + "]}";
+    ASSERT_TRUE(writeBlob("manifest-" + sha256Digest(manifestBytes), manifestBytes).ok());
+    ASSERT_TRUE(writeBlob("config-" + sha256Digest(configBytes), configBytes).ok());
+  }
+
+  using Stream =
+      grpc::ClientReaderWriter<contentv1::WriteContentRequest, contentv1::WriteContentResponse>;
+
+  // containerd's proxy writer: STAT with ref, total and expected, WRITEs, COMMIT. `ref` gets the
+  // "<namespace>/<seq>/" prefix containerd's metadata store puts on it.
+  struct Writer {
+    grpc::ClientContext ctx;
+    std::unique_ptr<Stream> s;
+    int64_t offset = 0;
+    std::string ref;
+  };
+  std::unique_ptr<Writer> open(const std::string& ref, const std::string& data,
+                               const std::string& expected = "") {
+    auto w = std::make_unique<Writer>();
+    w->s = cs->Write(&w->ctx);
+    contentv1::WriteContentRequest r;
+    r.set_action(contentv1::STAT);
+    w->ref = "k8s.io/" + std::to_string(++seq) + "/" + ref;
+    r.set_ref(w->ref);
+    r.set_total(static_cast<int64_t>(data.size()));
+    r.set_expected(expected.empty() ? sha256Digest(data) : expected);
+    contentv1::WriteContentResponse resp;
+    EXPECT_TRUE(w->s->Write(r));
+    EXPECT_TRUE(w->s->Read(&resp));
+    w->offset = resp.offset();
+    return w;
+  }
+  bool send(Writer& w, const std::string& data, size_t chunk = 64 << 10) {
+    for (size_t pos = 0; pos < data.size(); pos += chunk) {
+      contentv1::WriteContentRequest r;
+      r.set_action(contentv1::WRITE);
+      r.set_offset(w.offset);
+      r.set_data(data.substr(pos, chunk));
+      contentv1::WriteContentResponse resp;
+      if (!w.s->Write(r) || !w.s->Read(&resp)) return false;
+      w.offset = resp.offset();
+    }
+    return true;
+  }
+  grpc::Status commit(Writer& w, int64_t total, const std::string& expected) {
+    contentv1::WriteContentRequest r;
+    r.set_action(contentv1::COMMIT);
+    r.set_offset(w.offset);
+    r.set_total(total);
+    r.set_expected(expected);
+    contentv1::WriteContentResponse resp;
+    w.s->Write(r);
+    if (w.s->Read(&resp)) {
+      w.s->WritesDone();
+      return w.s->Finish();
+    }
+    return w.s->Finish();
+  }
+  grpc::Status writeBlob(const std::string& ref, const std::string& data,
+                         const std::string& expected = "") {
+    std::string want = expected.empty() ? sha256Digest(data) : expected;
+    auto w = open(ref, data, want);
+    send(*w, data);
+    return commit(*w, static_cast<int64_t>(data.size()), want);
+  }
+  grpc::Status writeLayer(size_t i) {
+    return writeBlob("layer-" + layers[i].digest, layers[i].blob);
+  }
+
+  // containerd's unpacker: Prepare "<ns>/<seq>/extract-... <chain>" with snapshot.ref = chain.
+  grpc::Status prepare(const std::string& chain, const std::string& parent) {
+    grpc::ClientContext ctx;
+    snapshotsv1::PrepareSnapshotRequest req;
+    const std::string n = std::to_string(++seq);
+    req.set_key("k8s.io/" + n + "/extract-" + n + " " + chain);
+    req.set_parent(parent);
+    (*req.mutable_labels())[kLabelSnapshotRef] = chain;
+    snapshotsv1::PrepareSnapshotResponse resp;
+    return ss->Prepare(&ctx, req, &resp);
+  }
+  std::string committed(const std::string& chain, const std::string& parent) {
+    auto info = snapshots->findCommitted(kLabelSnapshotRef, chain, parent);
+    return info ? info->name : "";
+  }
+  bool stagingEmpty() { return fs::is_empty(snapshots->stagingDir()); }
+  // Waits for every unpack to settle (staged or gone).
+  void settle() {
+    for (int i = 0;
+         i < 500 && writes->stats().staged + writes->stats().failed < writes->stats().tees; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+};
+
+TEST_F(WriteImporterTest, CommitsLayersStagedFromTheirWritesOnTheirParents) {
+  writeImage();
+  for (size_t i = 0; i < layers.size(); ++i) ASSERT_TRUE(writeLayer(i).ok());
+  std::string parent;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    grpc::Status st = prepare(chains[i], parent);
+    ASSERT_EQ(st.error_code(), grpc::StatusCode::ALREADY_EXISTS) << i << ": " << st.error_message();
+    std::string name = committed(chains[i], parent);
+    ASSERT_FALSE(name.empty()) << i;
+    EXPECT_EQ(snapshots->stat(name).parent, parent);
+    parent = name;
+  }
+  auto dirs = snapshots->chainFsDirs(parent);
+  ASSERT_EQ(dirs.size(), 3u);
+  EXPECT_EQ(fs::file_size(dirs[0] / "b/big"), 3000000u);
+  EXPECT_EQ(slurp(dirs[1] / "a/y"), "two\n");  // zstd, detected from its first bytes
+  EXPECT_EQ(slurp(dirs[2] / "a/x"), "one\n");
+  struct stat st {};
+  ASSERT_EQ(stat((dirs[1] / "a").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0750u) << "implicit directory did not take the lower layer's mode";
+  EXPECT_EQ(writes->stats().imported, 3u);
+  EXPECT_TRUE(stagingEmpty());
+  EXPECT_EQ(writes->pending(), 0u);
+  // The blobs are in the content store as containerd wrote them.
+  for (const auto& l : layers) EXPECT_TRUE(content->contains(store::Digest::parse(l.digest)));
+}
+
+TEST_F(WriteImporterTest, PrepareWaitsForALayerStillStreamingIn) {
+  writeImage();
+  ASSERT_TRUE(writeLayer(0).ok());
+  ASSERT_EQ(prepare(chains[0], "").error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  std::string base = committed(chains[0], "");
+  const std::string& blob = layers[2].blob;
+  auto w = open("layer-" + layers[2].digest, blob);
+  ASSERT_TRUE(send(*w, blob.substr(0, blob.size() / 2)));
+  // Layer 1 (below layer 2 in the image) by containerd itself: it has no write.
+  ASSERT_TRUE(prepare(chains[1], base).ok()) << "a layer nobody wrote must be prepared as usual";
+  std::string mid = "k8s.io/mid";
+  {
+    grpc::ClientContext ctx;
+    snapshotsv1::CommitSnapshotRequest req;
+    req.set_name(mid);
+    const std::string n = std::to_string(seq);
+    req.set_key("k8s.io/" + n + "/extract-" + n + " " + chains[1]);
+    (*req.mutable_labels())[kLabelSnapshotRef] = chains[1];
+    google::protobuf::Empty e;
+    ASSERT_TRUE(ss->Commit(&ctx, req, &e).ok());
+  }
+  auto pending = std::async(std::launch::async, [&] { return prepare(chains[2], mid); });
+  EXPECT_EQ(pending.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout)
+      << "Prepare did not wait for the layer still streaming in";
+  ASSERT_TRUE(send(*w, blob.substr(blob.size() / 2)));
+  ASSERT_TRUE(commit(*w, static_cast<int64_t>(blob.size()), layers[2].digest).ok());
+  grpc::Status st = pending.get();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::ALREADY_EXISTS) << st.error_message();
+  EXPECT_FALSE(committed(chains[2], mid).empty());
+  EXPECT_TRUE(stagingEmpty());
+}
+
+TEST_F(WriteImporterTest, PrepareWaitsForAWriteThatHasNotBegunWhenTheLayerBelowIsWritten) {
+  writeImage();
+  ASSERT_TRUE(writeLayer(0).ok());
+  ASSERT_EQ(prepare(chains[0], "").error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  std::string base = committed(chains[0], "");
+  auto pending = std::async(std::launch::async, [&] { return prepare(chains[1], base); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(writeLayer(1).ok());
+  EXPECT_EQ(pending.get().error_code(), grpc::StatusCode::ALREADY_EXISTS);
+}
+
+TEST_F(WriteImporterTest, TheBottomLayerOfAnImageNobodyWritesIsNotWaitedFor) {
+  writeImage();
+  auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(prepare(chains[0], "").ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(400));
+}
+
+TEST_F(WriteImporterTest, ALayerContainerdAppliesItselfIsNotUnpackedWhenItsWriteFollows) {
+  writeImage();
+  ASSERT_TRUE(prepare(chains[0], "").ok());  // containerd's unpacker: first Prepare, then fetch
+  ASSERT_TRUE(writeLayer(0).ok());
+  ASSERT_TRUE(writeLayer(1).ok());
+  settle();
+  EXPECT_EQ(writes->stats().tees, 1u) << "layer 0 was unpacked although nobody would claim it";
+  EXPECT_EQ(writes->pending(), 1u);
+}
+
+TEST_F(WriteImporterTest, ABlobFailingItsDigestLeavesNoSnapshotAndNoStaging) {
+  writeImage();
+  std::string corrupt = layers[0].blob;
+  corrupt[corrupt.size() / 2] ^= 0x55;
+  grpc::Status st = writeBlob("layer-" + layers[0].digest, corrupt, layers[0].digest);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << st.error_message();
+  settle();
+  EXPECT_TRUE(prepare(chains[0], "").ok()) << "Prepare must fall back to an ordinary snapshot";
+  EXPECT_TRUE(committed(chains[0], "").empty());
+  EXPECT_TRUE(stagingEmpty());
+  EXPECT_EQ(writes->pending(), 0u);
+}
+
+TEST_F(WriteImporterTest, ABlobThatIsNoLayerFallsBack) {
+  writeImage();
+  std::string garbage(100000, 'x');
+  garbage[0] = '\x1f';
+  garbage[1] = '\x8b';  // claims to be gzip
+  ASSERT_TRUE(writeBlob("layer-" + sha256Digest(garbage), garbage).ok())
+      << "the content write itself must succeed";
+  settle();
+  EXPECT_EQ(writes->stats().failed, 1u);
+  EXPECT_TRUE(stagingEmpty());
+  EXPECT_EQ(writes->pending(), 0u);
+}
+
+TEST_F(WriteImporterTest, ADiffIdTheConfigDoesNotGiveIsNotCommitted) {
+  // The config claims layer 1 unpacks to layer 2's diff_id: containerd computes its chain IDs
+  // from that, and the staged tree of layer 1 cannot give them.
+  std::vector<std::string> wrong = {layers[0].diffId, layers[2].diffId, layers[2].diffId};
+  writeImage(wrong);
+  auto wrongChains = chainIds(wrong);
+  ASSERT_TRUE(writeLayer(0).ok());
+  ASSERT_TRUE(writeLayer(1).ok());
+  ASSERT_EQ(prepare(wrongChains[0], "").error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  std::string base = committed(wrongChains[0], "");
+  grpc::Status st = prepare(wrongChains[1], base);
+  EXPECT_TRUE(st.ok()) << st.error_message();
+  EXPECT_TRUE(committed(wrongChains[1], base).empty());
+  EXPECT_TRUE(stagingEmpty());
+  EXPECT_EQ(writes->pending(), 0u);
+}
+
+TEST_F(WriteImporterTest, AResumedWriteIsNotImported) {
+  writeImage();
+  const std::string& blob = layers[0].blob;
+  std::string ref;
+  {
+    auto w = open("layer-" + layers[0].digest, blob);
+    ref = w->ref;
+    ASSERT_TRUE(send(*w, blob.substr(0, blob.size() / 2)));
+    w->s->WritesDone();
+    EXPECT_TRUE(w->s->Finish().ok());  // the client went away; the ingest keeps its bytes
+  }
+  settle();
+  EXPECT_EQ(writes->pending(), 0u) << "the abandoned tee is still registered";
+  Writer w2;
+  w2.s = cs->Write(&w2.ctx);
+  contentv1::WriteContentRequest r;
+  r.set_action(contentv1::STAT);
+  r.set_ref(ref);
+  r.set_expected(layers[0].digest);
+  contentv1::WriteContentResponse resp;
+  ASSERT_TRUE(w2.s->Write(r));
+  ASSERT_TRUE(w2.s->Read(&resp));
+  w2.offset = resp.offset();
+  ASSERT_EQ(w2.offset, static_cast<int64_t>(blob.size() / 2))
+      << "the ingest did not keep its bytes";
+  ASSERT_TRUE(send(w2, blob.substr(static_cast<size_t>(w2.offset))));
+  ASSERT_TRUE(commit(w2, static_cast<int64_t>(blob.size()), layers[0].digest).ok());
+  EXPECT_TRUE(prepare(chains[0], "").ok());
+  EXPECT_TRUE(committed(chains[0], "").empty());
+  EXPECT_TRUE(stagingEmpty());
+}
+
+TEST_F(WriteImporterTest, OtherServicesTakeAStagedTreeByDiffId) {
+  writeImage();
+  ASSERT_TRUE(writeLayer(1).ok());
+  WriteImporter::LayerQuery q{"", layers[1].diffId};
+  EXPECT_TRUE(writes->has(q));
+  EXPECT_FALSE(writes->has({layers[1].digest, layers[0].diffId}))
+      << "blob and diff_id must both match";
+  auto staged = writes->take(q, std::chrono::seconds(10));
+  ASSERT_TRUE(staged);
+  EXPECT_EQ(staged->blobDigest, layers[1].digest);
+  EXPECT_EQ(staged->diffId, layers[1].diffId);
+  EXPECT_EQ(slurp(staged->dir / "fs/a/y"), "two\n");
+  EXPECT_FALSE(writes->has(q)) << "a taken tree belongs to its taker";
+  EXPECT_FALSE(writes->take(q, std::chrono::milliseconds(10)));
+  fs::remove_all(staged->dir);
+}
+
+TEST_F(WriteImporterTest, UnclaimedStagedLayersAreRemovedByCleanup) {
+  WriteImportOptions o = options();
+  o.stagedGrace = std::chrono::seconds(0);
+  startServices(o);
+  writeImage();
+  ASSERT_TRUE(writeLayer(2).ok());
+  settle();
+  EXPECT_FALSE(stagingEmpty());
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  grpc::ClientContext ctx;
+  snapshotsv1::CleanupRequest req;
+  google::protobuf::Empty e;
+  ASSERT_TRUE(ss->Cleanup(&ctx, req, &e).ok());
+  EXPECT_TRUE(stagingEmpty());
+  EXPECT_EQ(writes->pending(), 0u);
+}
+
+TEST_F(WriteImporterTest, AtMostMaxConcurrentUnpacksRun) {
+  WriteImportOptions o = options();
+  o.maxConcurrent = 1;
+  startServices(o);
+  writeImage();
+  auto w = open("layer-" + layers[2].digest, layers[2].blob);
+  ASSERT_TRUE(send(*w, layers[2].blob.substr(0, 1000)));
+  ASSERT_TRUE(writeLayer(0).ok()) << "a write past the limit goes on without a tee";
+  EXPECT_EQ(writes->stats().tees, 1u);
+  ASSERT_TRUE(send(*w, layers[2].blob.substr(1000)));
+  ASSERT_TRUE(commit(*w, static_cast<int64_t>(layers[2].blob.size()), layers[2].digest).ok());
+  EXPECT_TRUE(prepare(chains[0], "").ok()) << "layer 0 had no tee, so containerd applies it";
+}
+
+TEST_F(WriteImporterTest, OffTurnsTheTeeOff) {
+  WriteImportOptions o = options();
+  o.maxConcurrent = 0;
+  startServices(o);
+  writeImage();
+  ASSERT_TRUE(writeLayer(0).ok());
+  EXPECT_EQ(writes->stats().tees, 0u);
+  EXPECT_TRUE(prepare(chains[0], "").ok());
+}
+
+}  // namespace
+}  // namespace snapimport::plugin
