@@ -99,9 +99,6 @@ class Metrics {
   prometheus::Counter& writtenBytes;
   prometheus::Histogram& layerImportDuration;
   prometheus::Gauge& importJobsInFlight;
-  // Unknown reasons are counted as "internal" / "other" rather than creating new series.
-  prometheus::Counter& importsFailed(std::string_view reason);
-  prometheus::Counter& fallbacks(std::string_view reason);
   // Operations that failed with "no space left on device", by area (kNoSpaceAreas).
   prometheus::Counter& noSpaceErrors(std::string_view area);
   // Unknown reasons are counted as "internal" / "other" rather than creating new series; unknown

@@ -96,7 +96,7 @@ TEST(Metrics, NoSpaceErrorsByAreaExistFromTheStart) {
         << area << "\n"
         << t;
   }
-  EXPECT_TRUE(has(t, "snapimport_imports_failed_total{reason=\"no_space\"} 0")) << t;
+  EXPECT_TRUE(has(t, "snapimport_imports_failed_total{reason=\"no_space\",source=\"registry\"} 0")) << t;
   m.noSpaceErrors("content").Increment();
   m.noSpaceErrors("somewhere new").Increment();
   t = m.expose();
