@@ -52,6 +52,18 @@ PID=$SI_SNAPIMPORT_PID
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$PID/status"; }
 threads() { awk '/^Threads:/ { print $2 }' "/proc/$PID/status"; }
 fds() { find "/proc/$PID/fd" -mindepth 1 -maxdepth 1 | wc -l; }
+# Idle connections (to the registry, to containerd) open and close on their own, so one sample can
+# be one off either way. A leaked fd never closes: compare the most fds seen over 2 s at start-up
+# with the fewest seen over 2 s at the end.
+fds_over_2s() { # max|min
+  local v best=
+  for _ in 1 2 3 4 5; do
+    v=$(fds)
+    if [ -z "$best" ] || { [ "$1" = max ] && [ "$v" -gt "$best" ]; } || { [ "$1" = min ] && [ "$v" -lt "$best" ]; }; then best=$v; fi
+    sleep 0.4
+  done
+  echo "$best"
+}
 disk_kib() { du -sk --apparent-size "$ROOT/snapshots" "$ROOT/content" "$ROOT/staging" 2>/dev/null | awk '{ s += $1 } END { print s + 0 }'; }
 
 # Remove every image and wait until snapimport holds no snapshot (containerd's GC).
@@ -78,7 +90,7 @@ warm() {
 BASE_DISK=$(disk_kib)
 si_step "warm up: pull all 10, remove all" warm
 sleep 1
-START_RSS=$(rss_kib) START_FDS=$(fds) START_THREADS=$(threads)
+START_RSS=$(rss_kib) START_FDS=$(fds_over_2s max) START_THREADS=$(threads)
 si_log "start-up level: RSS $((START_RSS / 1024)) MiB, $START_FDS fds, $START_THREADS threads, disk ${BASE_DISK} KiB"
 printf 'seconds\tround\tpulls\tremovals\trss_kib\tfds\tthreads\tdisk_kib\n' >"$CURVE"
 printf '0\t0\t0\t0\t%s\t%s\t%s\t%s\n' "$START_RSS" "$START_FDS" "$START_THREADS" "$(disk_kib)" >>"$CURVE"
@@ -117,7 +129,7 @@ si_log "soak: $round rounds, $pulls pulls ($failures failed), $removals removals
 si_step "remove every image; containerd's GC empties snapimport" remove_all
 si_imp_backend_cleanup "$SI_SNAPIMPORT_SOCK"
 sleep 1
-END_RSS=$(rss_kib) END_FDS=$(fds) END_THREADS=$(threads) END_DISK=$(disk_kib)
+END_RSS=$(rss_kib) END_FDS=$(fds_over_2s min) END_THREADS=$(threads) END_DISK=$(disk_kib)
 printf 'end\t-\t%s\t%s\t%s\t%s\t%s\t%s\n' "$pulls" "$removals" "$END_RSS" "$END_FDS" "$END_THREADS" "$END_DISK" >>"$CURVE"
 {
   echo "-- curve (every round; RSS and disk in KiB) --"
