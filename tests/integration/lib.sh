@@ -733,18 +733,8 @@ root = "$d/root"
 state = "$d/state"
 disabled_plugins = $(si_containerd_disabled_plugins)
 
-[grpc]
-  address = "$SI_CONTAINERD_SOCK"
-
-[ttrpc]
-  address = "$SI_CONTAINERD_SOCK.ttrpc"
-
-[debug]
-  level = "${SI_CONTAINERD_LOG_LEVEL:-debug}"
-
-[metrics]
-  address = ""
 EOF
+    si_containerd_private_tables
     if [ -n "$proxy_sock" ]; then
       cat <<EOF
 
@@ -843,6 +833,14 @@ si_containerd_header() {
 root = "$d/root"
 state = "$d/state"
 #--tables--
+EOF
+  si_containerd_private_tables
+}
+
+# si_containerd_private_tables: the tables every test containerd has (its own sockets, log level,
+# no metrics listener).
+si_containerd_private_tables() {
+  cat <<EOF
 [grpc]
   address = "$SI_CONTAINERD_SOCK"
 
