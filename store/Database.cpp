@@ -21,10 +21,12 @@ bool outOfSpace(sqlite3* db, int rc) {
 // `what` names the database file. A full disk gives ResourceExhausted, and the message says "No
 // space left on device" as well as SQLite's "database or disk is full".
 [[noreturn]] void sqliteFail(sqlite3* db, int rc, const std::string& what, std::string detail) {
-  std::string message = what + ": " + detail;
+  std::string message = what;
+  message.append(": ").append(detail);
   if (outOfSpace(db, rc)) {
     int err = db ? sqlite3_system_errno(db) : 0;
-    failNoSpace(kAreaDatabase, message + " (" + std::strerror(isNoSpace(err) ? err : ENOSPC) + ")");
+    message.append(" (").append(std::strerror(isNoSpace(err) ? err : ENOSPC)).append(")");
+    failNoSpace(kAreaDatabase, message);
   }
   fail(ErrorClass::Internal, message);
 }
@@ -44,7 +46,11 @@ std::string describeSql(std::string_view sql) {
     end = 48;
     more = true;
   }
-  return "\"" + std::string(sql.substr(0, end)) + (more ? "; ...\"" : "\"");
+  // Appended piece by piece: GCC 12 at -O3 reports a false -Wrestrict for `"literal" + string`.
+  std::string quoted(1, '"');
+  quoted.append(sql.substr(0, end));
+  quoted.append(more ? "; ...\"" : "\"");
+  return quoted;
 }
 
 }  // namespace
