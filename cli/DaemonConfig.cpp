@@ -227,6 +227,12 @@ const std::vector<SectionSpec>& sections() {
       {"log", "Logging, on stderr (journald keeps it under systemd)."},
       {"metrics", "Prometheus metrics and health checks over HTTP."},
       {"registry", "How the importer reaches registries."},
+      {"cri",
+       "The CRI image-service proxy. kubelet passes a private image's credentials to containerd\n"
+       "inside CRI PullImage, and containerd never hands them to a snapshotter. With the proxy\n"
+       "on, kubelet talks to snapimport (imageServiceEndpoint), which keeps the credentials of\n"
+       "each pull in memory for that pull's layers alone and forwards every call to containerd\n"
+       "unchanged."},
       {"import",
        "The importer: when containerd prepares a layer snapshot of an image pulled with CRI "
        "snapshot\n"
@@ -309,6 +315,28 @@ const std::vector<KeySpec>& keys() {
           "One run of a credential provider plugin; past it the plugin (and what it started) is\n"
           "killed, and the pull goes on without its credentials.",
           [](auto& c) -> auto& { return c.registry.credentialProviderTimeout; }, false),
+
+      stringKey(
+          "cri", "image_service_address",
+          "Unix socket to serve runtime.v1.ImageService on; point kubelet's\n"
+          "imageServiceEndpoint (--image-service-endpoint) at unix://<this path>. Created 0660.\n"
+          "Empty: off.",
+          [](auto& c) -> auto& { return c.cri.imageServiceAddress; },
+          [](const std::string& v) { return v.empty() ? std::string() : socketPath(v); }),
+      stringKey(
+          "cri", "containerd_address",
+          "containerd's CRI socket (its [grpc] address), where the proxy forwards every call.\n"
+          "A path, or unix://<path>.",
+          [](auto& c) -> auto& { return c.cri.containerdAddress; },
+          [](const std::string& v) {
+            return socketPath(v.rfind("unix://", 0) == 0 ? v.substr(7) : v);
+          }),
+      durationKey(
+          "cri", "credential_grace_period",
+          "How long the credential a PullImage brought stays usable after the call returns\n"
+          "(containerd may still prepare the last layers of a pull kubelet gave up on). It is\n"
+          "held in memory only, for that image reference alone.",
+          [](auto& c) -> auto& { return c.cri.credentialGracePeriod; }, true),
 
       boolKey(
           "import", "enabled",
@@ -445,6 +473,18 @@ std::string crossKeyProblem(const DaemonConfig& c) {
     return "keys \"registry.credential_provider_config\" and "
            "\"registry.credential_provider_bin_dir\" must be set together (kubelet needs both "
            "flags too)";
+  }
+  if (!c.cri.imageServiceAddress.empty()) {
+    std::string upstream = c.cri.containerdAddress;
+    if (upstream.rfind("unix://", 0) == 0) upstream = upstream.substr(7);
+    if (c.cri.imageServiceAddress == upstream) {
+      return "key \"cri.image_service_address\" is containerd's own socket "
+             "(cri.containerd_address): the proxy would forward to itself";
+    }
+    if (c.cri.imageServiceAddress == c.address || c.cri.imageServiceAddress == c.adminSocket()) {
+      return "key \"cri.image_service_address\" is the same socket as \"address\" or "
+             "\"admin_address\"";
+    }
   }
   return "";
 }

@@ -46,6 +46,15 @@ struct DaemonConfig {
     Duration credentialProviderTimeout = std::chrono::seconds(10);  // per plugin run
   } registry;
 
+  struct Cri {
+    // Our runtime.v1.ImageService socket (kubelet's imageServiceEndpoint); empty: no proxy.
+    std::string imageServiceAddress;
+    // containerd's CRI socket, where the proxy forwards to.
+    std::string containerdAddress = "/run/containerd/containerd.sock";
+    // How long a PullImage's credential outlives the call.
+    Duration credentialGracePeriod = std::chrono::seconds(10);
+  } cri;
+
   struct Import {
     bool enabled = true;
     bool keepCompressedBlobs = false;

@@ -23,8 +23,12 @@
 namespace snapimport::cli {
 namespace {
 
+constexpr const char* kDefaultConfigFile = "/etc/snapimport/config.toml";
+constexpr const char* kContainerdCriEndpoint = "unix:///run/containerd/containerd.sock";
+
 struct PullFlags {
-  std::string endpoint = "unix:///run/containerd/containerd.sock";
+  std::string endpoint;  // empty: the daemon's CRI proxy when its config has one, else containerd
+  std::string configFile = kDefaultConfigFile;
   std::string file;
   std::string creds;
   int parallel = 2;
@@ -48,20 +52,32 @@ std::string fmtSeconds(double s) {
   return buf;
 }
 
-constexpr const char* kDefaultConfigFile = "/etc/snapimport/config.toml";
-
-// The daemon's admin socket: --admin-address, else from the packaged config file if there is
-// one, else the built-in default (as `snapimport status` finds it without flags).
-std::string adminSocketFor(const PullFlags& flags) {
-  if (!flags.adminAddress.empty()) return flags.adminAddress;
-  if (access(kDefaultConfigFile, F_OK) == 0) {
+// The daemon's config, when the file exists and parses; else the defaults. Neither the live view
+// nor the choice of endpoint may stop a pull because of a config the daemon would refuse.
+DaemonConfig daemonConfigFor(const PullFlags& flags) {
+  if (access(flags.configFile.c_str(), F_OK) == 0) {
     try {
-      return DaemonConfig::load(kDefaultConfigFile).adminSocket();
-    } catch (const std::exception&) {
-      // The live view is a nicety: a config the daemon would refuse must not stop a pull.
+      return DaemonConfig::load(flags.configFile);
+    } catch (const std::exception& e) {
+      std::cerr << "snapimport pull: ignoring " << flags.configFile << ": " << e.what() << "\n";
     }
   }
-  return DaemonConfig{}.adminSocket();
+  return DaemonConfig{};
+}
+
+// The daemon's admin socket: --admin-address, else from the config file if there is one, else
+// the built-in default (as `snapimport status` finds it without flags).
+std::string adminSocketFor(const PullFlags& flags, const DaemonConfig& cfg) {
+  if (!flags.adminAddress.empty()) return flags.adminAddress;
+  return cfg.adminSocket();
+}
+
+// Where to pull: --image-endpoint, else the daemon's CRI image-service proxy when it has one
+// (so the credentials of the pull reach the importer), else containerd's CRI socket.
+std::string endpointFor(const PullFlags& flags, const DaemonConfig& cfg) {
+  if (!flags.endpoint.empty()) return flags.endpoint;
+  if (!cfg.cri.imageServiceAddress.empty()) return "unix://" + cfg.cri.imageServiceAddress;
+  return kContainerdCriEndpoint;
 }
 
 // The live lines on a terminal: one per image being pulled, redrawn in place below the
@@ -176,9 +192,11 @@ int runPull(const PullFlags& flags) {
     auth = plugin::CriAuth{flags.creds.substr(0, colon), flags.creds.substr(colon + 1)};
   }
 
+  const DaemonConfig cfg = daemonConfigFor(flags);
+  const std::string endpoint = endpointFor(flags, cfg);
   std::unique_ptr<plugin::CriImageClient> client;
   try {
-    client = std::make_unique<plugin::CriImageClient>(flags.endpoint, std::chrono::seconds(flags.timeoutSeconds));
+    client = std::make_unique<plugin::CriImageClient>(endpoint, std::chrono::seconds(flags.timeoutSeconds));
   } catch (const std::exception& e) {
     std::cerr << "snapimport pull: " << e.what() << "\n";
     return 2;
@@ -220,7 +238,7 @@ int runPull(const PullFlags& flags) {
   // line per image still running.
   const bool tty = isatty(STDOUT_FILENO);
   std::unique_ptr<TerminalView> view;
-  if (tty) view = std::make_unique<TerminalView>(images, adminSocketFor(flags));
+  if (tty) view = std::make_unique<TerminalView>(images, adminSocketFor(flags, cfg));
   auto begin = std::chrono::steady_clock::now();
   size_t printed = 0;
   int failed = 0;
@@ -268,7 +286,13 @@ void addPullCommand(CLI::App& app) {
   auto flags = std::make_shared<PullFlags>();
   CLI::App* cmd = app.add_subcommand(
       "pull", "pre-pull images through containerd's CRI (namespace k8s.io), so kubelet sees them");
-  cmd->add_option("--image-endpoint", flags->endpoint, "CRI image service socket")->capture_default_str();
+  cmd->add_option("--image-endpoint", flags->endpoint,
+                  std::string("CRI image service socket (default: the daemon's [cri] "
+                              "image_service_address when its config sets one, else ") +
+                      kContainerdCriEndpoint + ")");
+  cmd->add_option("--config", flags->configFile,
+                  "the daemon's config file, for the endpoint and the admin socket")
+      ->capture_default_str();
   cmd->add_option("--file", flags->file, "file with one image per line ('-' for standard input)");
   cmd->add_option("--creds", flags->creds, "USER:PASSWORD for the registry, passed to containerd");
   cmd->add_option("--parallel", flags->parallel, "images pulled at once")->capture_default_str()->check(CLI::Range(1, 64));
@@ -276,7 +300,7 @@ void addPullCommand(CLI::App& app) {
   cmd->add_option("--admin-address", flags->adminAddress,
                   std::string("snapimport's admin socket, for the live progress on a terminal "
                               "(default: from ") +
-                      kDefaultConfigFile + " if it exists, else " + DaemonConfig{}.adminSocket() +
+                      "--config if it exists, else " + DaemonConfig{}.adminSocket() +
                       ")");
   cmd->add_option("IMAGE", flags->images, "image references");
   cmd->callback([flags] { std::exit(runPull(*flags)); });

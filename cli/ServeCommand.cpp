@@ -132,9 +132,15 @@ int runServe(const ServeFlags& flags) {
 
   plugin::ServerOptions serverOptions{cfg.root, cfg.address, cfg.timeouts.shutdown, nullptr, importerOptions(cfg),
                                       writeImportOptions(cfg)};
+  // Credentials that CRI pulls bring (through the image-service proxy) for their own layers.
+  std::shared_ptr<plugin::PullCredentials> pullCredentials;
+  if (!cfg.cri.imageServiceAddress.empty()) {
+    pullCredentials = std::make_shared<plugin::PullCredentials>(cfg.cri.credentialGracePeriod);
+    serverOptions.cri = {cfg.cri.imageServiceAddress, cfg.cri.containerdAddress, pullCredentials};
+  }
   try {
-    serverOptions.fetcher = std::make_shared<plugin::RegistryLayerFetcher>(registryOptions(cfg),
-                                                                          static_cast<size_t>(cfg.limits.maxConfigBytes));
+    serverOptions.fetcher = std::make_shared<plugin::RegistryLayerFetcher>(
+        registryOptions(cfg), static_cast<size_t>(cfg.limits.maxConfigBytes), pullCredentials);
   } catch (const std::exception& e) {
     log::error("cannot set up the registry client",
                {{"hosts_dir", cfg.registry.hostsDir},
@@ -154,7 +160,8 @@ int runServe(const ServeFlags& flags) {
   // Snapshot gauges mirror the store; the hook goes before the server (and its store) does.
   auto& m = metrics::Metrics::daemon();
   std::weak_ptr<store::SnapshotStore> weakStore = server.snapshotStore();
-  int hook = m.onScrape([weakStore](metrics::Metrics& mm) {
+  int hook = m.onScrape([weakStore, pullCredentials](metrics::Metrics& mm) {
+    if (pullCredentials) mm.criPullCredentials.Set(static_cast<double>(pullCredentials->size()));
     auto st = weakStore.lock();
     if (!st) return;
     store::SnapshotStore::Totals t = st->totals();

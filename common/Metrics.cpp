@@ -75,6 +75,11 @@ Metrics::Metrics()
                               .Help("Inodes used by committed snapshots, as recorded at commit.")
                               .Register(*registry_)
                               .Add({})),
+      criPullCredentials(BuildGauge()
+                             .Name("snapimport_cri_pull_credentials")
+                             .Help("Credentials of CRI pulls held in memory now (pulls running or in their grace period).")
+                             .Register(*registry_)
+                             .Add({})),
       failedFamily_(
           BuildCounter()
               .Name("snapimport_imports_failed_total")

@@ -12,6 +12,7 @@
 //   layer_import_duration_seconds                            histogram
 //   import_jobs_in_flight                                    gauge
 //   snapshots{kind}, snapshot_usage_bytes, snapshot_usage_inodes   gauges, refreshed at scrape
+//   cri_pull_credentials                                     gauge, refreshed at scrape
 //   grpc_requests_total{method,code}                         counter
 //   grpc_request_duration_seconds{method}                    histogram
 #include <prometheus/counter.h>
@@ -112,6 +113,8 @@ class Metrics {
   prometheus::Gauge& snapshots(std::string_view kind);  // "committed", "active", "view"
   prometheus::Gauge& snapshotUsageBytes;
   prometheus::Gauge& snapshotUsageInodes;
+  // Credentials of CRI pulls held now (running pulls and their grace), set at each scrape.
+  prometheus::Gauge& criPullCredentials;
 
   // gRPC, one series per method (and status code).
   void recordGrpc(const std::string& method, const std::string& code, double seconds);

@@ -2,7 +2,9 @@
 // The importer's view of a registry: describe an image manifest and open verified layer streams.
 // RegistryLayerFetcher implements it over registry::Client; the seam keeps the importer's
 // scheduling testable on local files and keeps registry/ free of importer concerns.
+#include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -33,6 +35,11 @@ class FetchError : public std::runtime_error {
   std::string reason_;
 };
 
+// Bytes of a blob already on this node (containerd wrote the manifest and the config of a pull
+// into snapimport's content store before its first Prepare), at most maxBytes and verified
+// against the digest; nullopt when absent or larger.
+using LocalBlobReader = std::function<std::optional<std::string>(const std::string& digest, size_t maxBytes)>;
+
 class LayerFetcher {
  public:
   virtual ~LayerFetcher() = default;
@@ -45,6 +52,8 @@ class LayerFetcher {
   // True when open()'s streams check size and digest themselves, so the unpacker need not hash
   // the compressed bytes a second time.
   virtual bool verifiesDigests() const { return false; }
+  // Where describe() may read manifests and configs instead of fetching them again.
+  virtual void useLocalBlobs(LocalBlobReader) {}
 };
 
 }  // namespace snapimport::plugin

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "CriImageProxy.h"
 #include "Importer.h"
 #include "WriteImporter.h"
 
@@ -19,14 +20,15 @@ class ContentStore;
 namespace snapimport::plugin {
 
 struct ServerOptions {
-  std::filesystem::path root;     // daemon state root (0700)
-  std::filesystem::path address;  // unix socket path
+  std::filesystem::path root;                     // daemon state root (0700)
+  std::filesystem::path address;                  // unix socket path
   std::chrono::milliseconds shutdownGrace{5000};  // in-flight calls' time to finish on shutdown()
   // Where the importer fetches layers; null: no importer, a plain overlay snapshotter.
   std::shared_ptr<LayerFetcher> fetcher;
   ImporterOptions importer;
   // Layers unpacked from containerd's own content writes (maxConcurrent 0: off).
   WriteImportOptions writeImport;
+  CriProxyOptions cri{};  // the CRI image-service proxy, on its own socket; off without an address
 };
 
 class Server {
@@ -51,6 +53,8 @@ class Server {
   std::shared_ptr<WriteImporter> writes_;
   std::vector<std::unique_ptr<grpc::Service>> services_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<CriImageProxy> criProxy_;
+  std::unique_ptr<grpc::Server> criServer_;
 };
 
 }  // namespace snapimport::plugin

@@ -64,8 +64,13 @@ std::string Authorizer::authorization(const RegistryHost& host, const std::strin
     if (it == hosts_.end() || it->second.scheme.empty()) return {};
     state = it->second;
   }
-  // A credential bound to the registry itself is not sent to its mirrors.
-  auto usable = [&](Credential c) { return c.originOnly && host.isMirror ? Credential{} : c; };
+  // A credential bound to the registry itself is not sent to its mirrors; one bound to a host
+  // (server_address) goes to that host alone.
+  auto usable = [&](Credential c) {
+    if (c.originOnly && host.isMirror) return Credential{};
+    if (!c.onlyHost.empty() && !sameRegistryHost(c.onlyHost, host.host)) return Credential{};
+    return c;
+  };
   if (state.scheme == "basic") {
     Credential cred = usable(credentialFor(registry, repo));
     if (cred.username.empty()) return {};

@@ -50,6 +50,7 @@ Client::Client(ClientOptions options)
     : options_(std::move(options)),
       transport_(std::make_unique<HttpTransport>(options_.transport)) {
   CredentialOptions co;
+  co.pullCredential = options_.pullCredential;
   co.creds = options_.creds;
   co.authFile = options_.authFile;
   co.providers = options_.credentialProviders;

@@ -44,6 +44,9 @@ struct ClientOptions {
   std::string hostsDir;              // containerd config_path style, ':'-separated roots
   std::string authFile;              // --authfile (docker config.json / containers auth.json)
   std::optional<std::string> creds;  // --creds user:password
+  // The credential one pull brought (CRI PullImage auth), before every other source. A client
+  // with one serves that pull alone, so its tokens are never used for anybody else's.
+  std::optional<Credential> pullCredential;
   // kubelet credential provider plugins (the daemon's [registry] credential_provider_config).
   std::shared_ptr<CredentialProviders> credentialProviders{};
   // Unset: each host as configured (hosts.toml, else containerd's loopback rule). false: skip

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -238,8 +239,25 @@ std::string CredentialStore::configKey(std::string_view registry) {
 
 CredentialStore::CredentialStore(CredentialOptions options) : options_(std::move(options)) {}
 
+std::string serverAddressHost(std::string_view a) {
+  if (auto scheme = a.find("://"); scheme != std::string_view::npos) a.remove_prefix(scheme + 3);
+  a = a.substr(0, a.find('/'));
+  std::string host(a);
+  for (auto& c : host) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (host == "index.docker.io" || host == "registry-1.docker.io") return "docker.io";
+  return host;
+}
+
+bool sameRegistryHost(std::string_view a, std::string_view b) {
+  return serverAddressHost(a) == serverAddressHost(b);
+}
+
 Credential CredentialStore::lookup(std::string_view registry, std::string_view repoPath,
                                    std::vector<std::string>* tried) const {
+  if (options_.pullCredential) {
+    if (tried) tried->push_back(options_.pullCredential->source);
+    return *options_.pullCredential;
+  }
   if (options_.creds) {
     Credential c;
     auto colon = options_.creds->find(':');

@@ -26,6 +26,9 @@ struct Credential {
   // Only for the registry's own server, never for the mirrors hosts.toml lists for it (what a
   // credential provider answers is for the image's registry alone).
   bool originOnly = false;
+  // When set, sent to this host[:port] alone, mirrors included (a CRI AuthConfig's
+  // server_address, which containerd honours the same way).
+  std::string onlyHost;
   bool empty() const {
     return username.empty() && password.empty() && identityToken.empty() && registryToken.empty();
   }
@@ -38,6 +41,8 @@ struct CredentialOptions {
   std::string authFile;              // --authfile; replaces the default files
   // kubelet credential provider plugins, consulted after --creds and before the files.
   std::shared_ptr<CredentialProviders> providers{};
+  // The credential a pull brought with it (CRI PullImage auth); consulted before everything else.
+  std::optional<Credential> pullCredential{};
 };
 
 class CredentialStore {
@@ -54,6 +59,12 @@ class CredentialStore {
  private:
   CredentialOptions options_;
 };
+
+// The host[:port] a server address names: "https://reg:5000/v1/" and "reg:5000" give
+// "reg:5000"; Docker Hub's names (index.docker.io, registry-1.docker.io) give "docker.io".
+std::string serverAddressHost(std::string_view serverAddress);
+// True when two hosts are the same registry by serverAddressHost.
+bool sameRegistryHost(std::string_view a, std::string_view b);
 
 std::string base64Encode(std::string_view in);
 // Standard alphabet; throws Error(Invalid) on bad input.

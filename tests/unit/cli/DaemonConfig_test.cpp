@@ -91,7 +91,7 @@ TEST(DaemonConfig, EveryKeyIsDocumented) {
     prev = line;
     pos = nl + 1;
   }
-  EXPECT_EQ(keys, 27u);
+  EXPECT_EQ(keys, 30u);
 }
 
 TEST(DaemonConfig, SectionsAndValues) {
@@ -199,6 +199,33 @@ TEST(DaemonConfig, CredentialProviderKeys) {
   DaemonConfig half;
   half.registry.credentialProviderBinDir = "/usr/libexec/cp";
   EXPECT_THROW(half.validate(), ConfigError);
+}
+
+TEST(DaemonConfig, CriProxyKeys) {
+  DaemonConfig off;
+  EXPECT_EQ(off.cri.imageServiceAddress, "");  // off by default
+  EXPECT_EQ(off.cri.containerdAddress, "/run/containerd/containerd.sock");
+  EXPECT_EQ(off.cri.credentialGracePeriod, std::chrono::seconds(10));
+  DaemonConfig c = DaemonConfig::parse(
+      "[cri]\nimage_service_address = \"/run/snapimport/cri.sock\"\n"
+      "containerd_address = \"unix:///run/k8s/containerd.sock\"\n"
+      "credential_grace_period = \"0s\"\n",
+      "f.toml");
+  EXPECT_EQ(c.cri.imageServiceAddress, "/run/snapimport/cri.sock");
+  EXPECT_EQ(c.cri.containerdAddress, "unix:///run/k8s/containerd.sock");
+  EXPECT_EQ(c.cri.credentialGracePeriod, std::chrono::seconds(0));
+  EXPECT_NO_THROW(c.validate());
+
+  std::string e = errorOf("[cri]\nimage_service_address = \"cri.sock\"\n");
+  EXPECT_NE(e.find("key \"cri.image_service_address\" must be an absolute path"), std::string::npos) << e;
+  e = errorOf("[cri]\ncontainerd_address = \"tcp://127.0.0.1:1\"\n");
+  EXPECT_NE(e.find("key \"cri.containerd_address\""), std::string::npos) << e;
+  e = errorOf("[cri]\nimage_service_address = \"/run/containerd/containerd.sock\"\n");
+  EXPECT_NE(e.find("the proxy would forward to itself"), std::string::npos) << e;
+  e = errorOf("[cri]\nimage_service_address = \"/run/snapimport/snapimport.sock\"\n");
+  EXPECT_NE(e.find("the same socket as \"address\""), std::string::npos) << e;
+  e = errorOf("[cri]\nimage_endpoint = \"/x.sock\"\n");
+  EXPECT_NE(e.find("unknown key \"cri.image_endpoint\""), std::string::npos) << e;
 }
 
 TEST(DaemonConfig, ValidateChecksFlagOverrides) {
