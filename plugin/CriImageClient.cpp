@@ -111,4 +111,18 @@ void CriImageClient::remove(const std::string& image) {
   if (!s.ok()) impl_->fail("remove " + image + " through CRI at " + impl_->endpoint, s);
 }
 
+std::vector<CriFilesystem> CriImageClient::imageFilesystems() {
+  runtime::v1::ImageFsInfoRequest req;
+  runtime::v1::ImageFsInfoResponse resp;
+  grpc::ClientContext ctx;
+  impl_->setDeadline(ctx);
+  grpc::Status s = impl_->stub->ImageFsInfo(&ctx, req, &resp);
+  if (!s.ok()) impl_->fail("image filesystem info through CRI at " + impl_->endpoint, s);
+  std::vector<CriFilesystem> out;
+  for (const auto& f : resp.image_filesystems()) {
+    out.push_back({f.fs_id().mountpoint(), f.used_bytes().value(), f.inodes_used().value()});
+  }
+  return out;
+}
+
 }  // namespace snapimport::plugin

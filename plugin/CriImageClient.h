@@ -23,6 +23,11 @@ struct CriImage {
   uint64_t size = 0;
 };
 
+struct CriFilesystem {
+  std::string mountpoint;
+  uint64_t usedBytes = 0, inodesUsed = 0;
+};
+
 class CriImageClient {
  public:
   // endpoint: "unix:///run/containerd/containerd.sock" or a plain socket path.
@@ -35,6 +40,8 @@ class CriImageClient {
   std::optional<CriImage> status(const std::string& image);
   std::vector<CriImage> list();
   void remove(const std::string& image);
+  // ImageFsInfo's image filesystems (what kubelet's image GC reads).
+  std::vector<CriFilesystem> imageFilesystems();
 
   // Normalises "unix:///x", "unix:/x" and "/x" to a gRPC target.
   static std::string grpcTarget(const std::string& endpoint);

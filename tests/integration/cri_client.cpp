@@ -3,13 +3,14 @@
 //   cri_client ENDPOINT list
 //   cri_client ENDPOINT status IMAGE
 //   cri_client ENDPOINT remove IMAGE
+//   cri_client ENDPOINT fsinfo         one "MOUNTPOINT USED_BYTES INODES" line per image filesystem
 #include <iostream>
 
 #include "plugin/CriImageClient.h"
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::cerr << "usage: cri_client ENDPOINT list|status IMAGE|remove IMAGE\n";
+    std::cerr << "usage: cri_client ENDPOINT list|status IMAGE|remove IMAGE|fsinfo\n";
     return 2;
   }
   try {
@@ -31,6 +32,10 @@ int main(int argc, char** argv) {
       std::cout << i->id << ' ' << i->size << '\n';
     } else if (cmd == "remove" && argc == 4) {
       client.remove(argv[3]);
+    } else if (cmd == "fsinfo") {
+      for (const auto& f : client.imageFilesystems()) {
+        std::cout << f.mountpoint << ' ' << f.usedBytes << ' ' << f.inodesUsed << '\n';
+      }
     } else {
       std::cerr << "cri_client: unknown command " << cmd << "\n";
       return 2;

@@ -33,7 +33,7 @@ ENDPOINT=unix://$SI_CONTAINERD_SOCK
 ROOT=$SI_SNAPIMPORT_ROOT
 
 # fsinfo: "MOUNTPOINT USED_BYTES" of the first image filesystem (the one kubelet reads), or nothing.
-fsinfo() { "$CRI_CLIENT" "$ENDPOINT" fsinfo | head -n1; }
+fsinfo() { "$CRI_CLIENT" "$ENDPOINT" fsinfo | head -n1 | cut -d" " -f1,2; }
 snap_du() { du -s -B1 "$ROOT/snapshots" | cut -f1; }
 
 # used bytes within 5% (or 256 KiB) of du over snapimport's snapshot directories, after CRI's
