@@ -344,11 +344,12 @@ const std::vector<KeySpec>& keys() {
           "fetches and applies every layer itself.",
           [](auto& c) -> auto& { return c.import.enabled; }),
       withCheck(
-          boolKey("import", "keep_compressed_blobs",
-                  "Also keep each imported layer's compressed blob in the content store. Only false\n"
-                  "is supported: containerd's GC deletes every blob its metadata does not reference,\n"
-                  "and containerd never learns of blobs the importer fetched.",
-                  [](auto& c) -> auto& { return c.import.keepCompressedBlobs; }),
+          boolKey(
+              "import", "keep_compressed_blobs",
+              "Also keep each imported layer's compressed blob in the content store. Only false\n"
+              "is supported: containerd's GC deletes every blob its metadata does not reference,\n"
+              "and containerd never learns of blobs the importer fetched.",
+              [](auto& c) -> auto& { return c.import.keepCompressedBlobs; }),
           [](const DaemonConfig& c) -> std::string {
             return c.import.keepCompressedBlobs
                        ? "= true is not supported: containerd's garbage collector deletes blobs "
@@ -391,9 +392,10 @@ const std::vector<KeySpec>& keys() {
           "timeouts", "shutdown", "On SIGTERM, how long in-flight requests may finish.",
           [](auto& c) -> auto& { return c.timeouts.shutdown; }, false),
 
-      withCheck(sizeKey("limits", "max_manifest_bytes",
-                        "Largest manifest or index accepted (at most 4MiB, the protocol's cap).",
-                        [](auto& c) -> auto& { return c.limits.maxManifestBytes; }),
+      withCheck(sizeKey(
+                    "limits", "max_manifest_bytes",
+                    "Largest manifest or index accepted (at most 4MiB, the protocol's cap).",
+                    [](auto& c) -> auto& { return c.limits.maxManifestBytes; }),
                 [](const DaemonConfig& c) -> std::string {
                   if (c.limits.maxManifestBytes == 0) return "must be larger than 0";
                   return c.limits.maxManifestBytes > (4ull << 20)

@@ -196,7 +196,8 @@ int runPull(const PullFlags& flags) {
   const std::string endpoint = endpointFor(flags, cfg);
   std::unique_ptr<plugin::CriImageClient> client;
   try {
-    client = std::make_unique<plugin::CriImageClient>(endpoint, std::chrono::seconds(flags.timeoutSeconds));
+    client = std::make_unique<plugin::CriImageClient>(endpoint,
+                                                      std::chrono::seconds(flags.timeoutSeconds));
   } catch (const std::exception& e) {
     std::cerr << "snapimport pull: " << e.what() << "\n";
     return 2;
@@ -295,13 +296,16 @@ void addPullCommand(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--file", flags->file, "file with one image per line ('-' for standard input)");
   cmd->add_option("--creds", flags->creds, "USER:PASSWORD for the registry, passed to containerd");
-  cmd->add_option("--parallel", flags->parallel, "images pulled at once")->capture_default_str()->check(CLI::Range(1, 64));
-  cmd->add_option("--timeout", flags->timeoutSeconds, "seconds allowed per image")->capture_default_str()->check(CLI::Range(1, 86400));
+  cmd->add_option("--parallel", flags->parallel, "images pulled at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  cmd->add_option("--timeout", flags->timeoutSeconds, "seconds allowed per image")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 86400));
   cmd->add_option("--admin-address", flags->adminAddress,
                   std::string("snapimport's admin socket, for the live progress on a terminal "
                               "(default: from ") +
-                      "--config if it exists, else " + DaemonConfig{}.adminSocket() +
-                      ")");
+                      "--config if it exists, else " + DaemonConfig{}.adminSocket() + ")");
   cmd->add_option("IMAGE", flags->images, "image references");
   cmd->callback([flags] { std::exit(runPull(*flags)); });
 }

@@ -64,7 +64,8 @@ bool loadConfig(const ServeFlags& flags, DaemonConfig& cfg) {
 void addEndpoints(http::Server& http, bool withStatus) {
   http.handle("/healthz", [] { return http::Response{200, "text/plain; charset=utf-8", "ok\n"}; });
   http.handle("/metrics", [] {
-    return http::Response{200, "text/plain; version=0.0.4; charset=utf-8", metrics::Metrics::daemon().expose()};
+    return http::Response{200, "text/plain; version=0.0.4; charset=utf-8",
+                          metrics::Metrics::daemon().expose()};
   });
   if (withStatus) {
     http.handle("/status", [] {
@@ -113,8 +114,10 @@ registry::ClientOptions registryOptions(const DaemonConfig& cfg) {
         cfg.registry.credentialProviderTimeout);
   }
   o.maxManifestBytes = static_cast<size_t>(cfg.limits.maxManifestBytes);
-  o.transport.connectTimeoutSeconds = std::max<long>(1, static_cast<long>(cfg.timeouts.connect.count() / 1000));
-  o.transport.lowSpeedSeconds = std::max<long>(1, static_cast<long>(cfg.timeouts.stall.count() / 1000));
+  o.transport.connectTimeoutSeconds =
+      std::max<long>(1, static_cast<long>(cfg.timeouts.connect.count() / 1000));
+  o.transport.lowSpeedSeconds =
+      std::max<long>(1, static_cast<long>(cfg.timeouts.stall.count() / 1000));
   return o;
 }
 
@@ -130,8 +133,8 @@ int runServe(const ServeFlags& flags) {
   pthread_sigmask(SIG_BLOCK, &stopSignals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  plugin::ServerOptions serverOptions{cfg.root, cfg.address, cfg.timeouts.shutdown, nullptr, importerOptions(cfg),
-                                      writeImportOptions(cfg)};
+  plugin::ServerOptions serverOptions{cfg.root, cfg.address,          cfg.timeouts.shutdown,
+                                      nullptr,  importerOptions(cfg), writeImportOptions(cfg)};
   // Credentials that CRI pulls bring (through the image-service proxy) for their own layers.
   std::shared_ptr<plugin::PullCredentials> pullCredentials;
   if (!cfg.cri.imageServiceAddress.empty()) {
@@ -193,7 +196,8 @@ int runServe(const ServeFlags& flags) {
     return 1;
   }
   log::info("ready", {{"admin_address", admin.boundAddress()},
-                      {"metrics_address", cfg.metrics.address.empty() ? "off" : metricsHttp.boundAddress()}});
+                      {"metrics_address",
+                       cfg.metrics.address.empty() ? "off" : metricsHttp.boundAddress()}});
   // Only now may systemd start containerd (After=snapimport.service): every socket listens.
   sd_notifyf(0, "READY=1\nSTATUS=serving on %s", cfg.address.c_str());
 
@@ -217,12 +221,15 @@ int runServe(const ServeFlags& flags) {
 
 void addServeCommand(CLI::App& app) {
   auto flags = std::make_shared<ServeFlags>();
-  CLI::App* cmd = app.add_subcommand("serve", "serve containerd's snapshots (and content) API on a unix socket");
+  CLI::App* cmd = app.add_subcommand(
+      "serve", "serve containerd's snapshots (and content) API on a unix socket");
   cmd->add_option("--root", flags->root, "state directory (default " + DaemonConfig{}.root + ")");
-  cmd->add_option("--address", flags->address, "unix socket to listen on (default " + DaemonConfig{}.address + ")");
+  cmd->add_option("--address", flags->address,
+                  "unix socket to listen on (default " + DaemonConfig{}.address + ")");
   // No ExistingFile check: the config loader's own error names the file and the reason.
   cmd->add_option("--config", flags->config, "TOML config file (see `snapimport config default`)");
-  cmd->add_option("--log-level", flags->logLevel, "debug, info, warn or error (overrides log.level)");
+  cmd->add_option("--log-level", flags->logLevel,
+                  "debug, info, warn or error (overrides log.level)");
   cmd->add_option("--metrics-address", flags->metricsAddress,
                   "host:port for /metrics and /healthz over HTTP (overrides metrics.address)");
   cmd->callback([flags] { std::exit(runServe(*flags)); });

@@ -77,7 +77,8 @@ Metrics::Metrics()
                               .Add({})),
       criPullCredentials(BuildGauge()
                              .Name("snapimport_cri_pull_credentials")
-                             .Help("Credentials of CRI pulls held in memory now (pulls running or in their grace period).")
+                             .Help("Credentials of CRI pulls held in memory now (pulls running or "
+                                   "in their grace period).")
                              .Register(*registry_)
                              .Add({})),
       failedFamily_(

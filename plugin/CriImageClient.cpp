@@ -34,10 +34,17 @@ struct CriImageClient::Impl {
   [[noreturn]] void fail(const std::string& what, const grpc::Status& s) const {
     std::string code;
     switch (s.error_code()) {
-      case grpc::StatusCode::UNAVAILABLE: code = "unavailable (is containerd running and serving CRI on " + endpoint + "?)"; break;
-      case grpc::StatusCode::DEADLINE_EXCEEDED: code = "timed out after " + std::to_string(timeout.count()) + "s"; break;
-      case grpc::StatusCode::UNIMPLEMENTED: code = "not implemented (is the CRI plugin disabled in containerd?)"; break;
-      default: code = "gRPC code " + std::to_string(static_cast<int>(s.error_code()));
+      case grpc::StatusCode::UNAVAILABLE:
+        code = "unavailable (is containerd running and serving CRI on " + endpoint + "?)";
+        break;
+      case grpc::StatusCode::DEADLINE_EXCEEDED:
+        code = "timed out after " + std::to_string(timeout.count()) + "s";
+        break;
+      case grpc::StatusCode::UNIMPLEMENTED:
+        code = "not implemented (is the CRI plugin disabled in containerd?)";
+        break;
+      default:
+        code = "gRPC code " + std::to_string(static_cast<int>(s.error_code()));
     }
     throw std::runtime_error(what + ": " + code + ": " + s.error_message());
   }
@@ -47,7 +54,8 @@ std::string CriImageClient::grpcTarget(const std::string& endpoint) {
   if (endpoint.rfind("unix://", 0) == 0) return "unix:" + endpoint.substr(7);
   if (endpoint.rfind("unix:", 0) == 0) return endpoint;
   if (!endpoint.empty() && endpoint[0] == '/') return "unix:" + endpoint;
-  throw std::runtime_error("image endpoint \"" + endpoint + "\" is not a unix socket (want unix:///path/to/sock)");
+  throw std::runtime_error("image endpoint \"" + endpoint +
+                           "\" is not a unix socket (want unix:///path/to/sock)");
 }
 
 CriImageClient::CriImageClient(const std::string& endpoint, std::chrono::seconds timeout)
@@ -56,7 +64,8 @@ CriImageClient::CriImageClient(const std::string& endpoint, std::chrono::seconds
   impl_->timeout = timeout;
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxMessageBytes);
-  auto channel = grpc::CreateCustomChannel(grpcTarget(endpoint), grpc::InsecureChannelCredentials(), args);
+  auto channel =
+      grpc::CreateCustomChannel(grpcTarget(endpoint), grpc::InsecureChannelCredentials(), args);
   impl_->stub = runtime::v1::ImageService::NewStub(channel);
 }
 

@@ -27,7 +27,7 @@ struct Importer::Job {
   enum class State { Queued, Running, Done, Failed } state = State::Queued;
   bool claimed = false;  // one Prepare took the staged layer to commit it
   bool settled = false;  // ... and has committed it or given up; the job has left jobs_
-  fs::path staged;  // holds fs/ once Done
+  fs::path staged;       // holds fs/ once Done
   unpack::Result result;
   std::string error;
   std::string reason;
@@ -103,8 +103,8 @@ const char* fallbackReasonFor(const std::string& failure) {
 
 }  // namespace
 
-Importer::Importer(std::shared_ptr<store::SnapshotStore> store, std::shared_ptr<LayerFetcher> fetcher,
-                   ImporterOptions options)
+Importer::Importer(std::shared_ptr<store::SnapshotStore> store,
+                   std::shared_ptr<LayerFetcher> fetcher, ImporterOptions options)
     : store_(std::move(store)), fetcher_(std::move(fetcher)), options_(options) {
   options_.maxJobs = std::max(1, options_.maxJobs);
   options_.maxJobsPerHost = std::max(1, options_.maxJobsPerHost);
@@ -128,7 +128,8 @@ Importer::Stats Importer::stats() const {
   return stats_;
 }
 
-Importer::Outcome Importer::prepare(const std::string& key, const std::string& parent, const store::Labels& labels) {
+Importer::Outcome Importer::prepare(const std::string& key, const std::string& parent,
+                                    const store::Labels& labels) {
   if (!options_.enabled) return fallback("disabled", "import is disabled in the config", nullptr);
   auto l = ImportLabels::from(labels);
   if (!l) {
@@ -140,7 +141,8 @@ Importer::Outcome Importer::prepare(const std::string& key, const std::string& p
   }
   try {
     Outcome o = importLayer(*l, parent, labels);
-    log::debug("import outcome", {{"key", key}, {"layer", l->layerDigest},
+    log::debug("import outcome", {{"key", key},
+                                  {"layer", l->layerDigest},
                                   {"outcome", o == Outcome::Imported ? "imported" : "fallback"}});
     return o;
   } catch (const store::StoreError& e) {
@@ -157,7 +159,8 @@ Importer::Outcome Importer::prepare(const std::string& key, const std::string& p
   }
 }
 
-Importer::Outcome Importer::fallback(const std::string& reason, const std::string& why, const ImportLabels* l) {
+Importer::Outcome Importer::fallback(const std::string& reason, const std::string& why,
+                                     const ImportLabels* l) {
   metrics::Metrics::daemon().fallbacks(reason).Increment();
   std::string image = l ? l->imageRef : "";
   bool first;
@@ -170,9 +173,12 @@ Importer::Outcome Importer::fallback(const std::string& reason, const std::strin
   if (l) progress::ImportProgress::daemon().layerState(l->layerDigest, LayerState::Fallback, why);
   if (first) {
     std::string msg = reason == "no_credentials"
-                          ? "no usable registry credentials for this image; containerd will fetch its layers itself"
+                          ? "no usable registry credentials for this image; containerd will fetch "
+                            "its layers itself"
                           : "layer falls back to containerd's own fetch and apply";
-    log::warn(msg, {{"reason", reason}, {"image", image}, {"layer", l ? l->layerDigest : ""}, {"error", why}});
+    log::warn(
+        msg,
+        {{"reason", reason}, {"image", image}, {"layer", l ? l->layerDigest : ""}, {"error", why}});
   }
   return Outcome::Fallback;
 }
@@ -186,8 +192,9 @@ std::shared_ptr<Importer::CachedImage> Importer::describe(const ImportLabels& l)
   auto image = std::make_shared<CachedImage>();
   image->layers = fetcher_->describe(l.imageRef, l.manifestDigest);
   if (image->layers.diffIds.size() != image->layers.layers.size()) {
-    throw FetchError("verify", "image " + l.imageRef + " config lists " + std::to_string(image->layers.diffIds.size()) +
-                                   " diff_ids for " + std::to_string(image->layers.layers.size()) + " layers");
+    throw FetchError("verify", "image " + l.imageRef + " config lists " +
+                                   std::to_string(image->layers.diffIds.size()) + " diff_ids for " +
+                                   std::to_string(image->layers.layers.size()) + " layers");
   }
   image->chainIds = chainIds(image->layers.diffIds);
   std::lock_guard lock(mu_);
@@ -198,12 +205,14 @@ std::shared_ptr<Importer::CachedImage> Importer::describe(const ImportLabels& l)
 
 bool Importer::chainCommitted(const std::string& chainId) {
   bool found = false;
-  store_->list(store::Filter::parse(std::string("labels.\"") + kLabelSnapshotRef + "\"==" + chainId + ",kind==committed"),
+  store_->list(store::Filter::parse(std::string("labels.\"") + kLabelSnapshotRef +
+                                    "\"==" + chainId + ",kind==committed"),
                [&](const store::SnapshotInfo&) { found = true; });
   return found;
 }
 
-std::shared_ptr<Importer::Job> Importer::ensureJobLocked(const std::string& imageRef, const LayerDescriptor& desc) {
+std::shared_ptr<Importer::Job> Importer::ensureJobLocked(const std::string& imageRef,
+                                                         const LayerDescriptor& desc) {
   auto it = jobs_.find(desc.digest);
   if (it != jobs_.end()) return it->second;
   auto job = std::make_shared<Job>();
@@ -218,7 +227,8 @@ std::shared_ptr<Importer::Job> Importer::ensureJobLocked(const std::string& imag
 
 void Importer::schedule(const ImportLabels& l, const CachedImage& image) {
   std::vector<std::pair<std::string, uint64_t>> all;
-  for (const auto& d : image.layers.layers) all.emplace_back(d.digest, static_cast<uint64_t>(d.size));
+  for (const auto& d : image.layers.layers)
+    all.emplace_back(d.digest, static_cast<uint64_t>(d.size));
   // Decide what to prefetch before taking the lock: chainCommitted reads the store.
   std::vector<LayerDescriptor> wanted;
   for (const auto& digest : l.imageLayers) {
@@ -242,7 +252,8 @@ void Importer::schedule(const ImportLabels& l, const CachedImage& image) {
   for (const auto& d : wanted) ensureJobLocked(l.imageRef, d);
 }
 
-Importer::Outcome Importer::importLayer(const ImportLabels& l, const std::string& parent, const store::Labels& labels) {
+Importer::Outcome Importer::importLayer(const ImportLabels& l, const std::string& parent,
+                                        const store::Labels& labels) {
   std::shared_ptr<CachedImage> image;
   try {
     image = describe(l);
@@ -251,9 +262,11 @@ Importer::Outcome Importer::importLayer(const ImportLabels& l, const std::string
     return fallback(fallbackReasonFor(e.reason()), e.what(), &l);
   }
   const auto& layers = image->layers.layers;
-  auto pos = std::find_if(layers.begin(), layers.end(), [&](const auto& d) { return d.digest == l.layerDigest; });
+  auto pos = std::find_if(layers.begin(), layers.end(),
+                          [&](const auto& d) { return d.digest == l.layerDigest; });
   if (pos == layers.end()) {
-    return fallback("other", "layer " + l.layerDigest + " is not in manifest " + l.manifestDigest, &l);
+    return fallback("other", "layer " + l.layerDigest + " is not in manifest " + l.manifestDigest,
+                    &l);
   }
   size_t idx = static_cast<size_t>(pos - layers.begin());
   const LayerDescriptor desc = *pos;
@@ -273,15 +286,17 @@ Importer::Outcome Importer::importLayer(const ImportLabels& l, const std::string
     auto it = plabels.find(kLabelSnapshotRef);
     if (it == plabels.end()) {
       finishImage();
-      return fallback("other", "parent snapshot \"" + parent + "\" has no " + kLabelSnapshotRef + " label", &l);
+      return fallback(
+          "other", "parent snapshot \"" + parent + "\" has no " + kLabelSnapshotRef + " label", &l);
     }
     parentChain = it->second;
   }
   if (chainIdOf(parentChain, image->layers.diffIds[idx]) != l.chainId) {
     finishImage();
-    return fallback("other", "chain ID " + l.chainId + " does not follow from parent chain " +
-                                 (parentChain.empty() ? "(none)" : parentChain) + " and the config's diff_id " +
-                                 image->layers.diffIds[idx],
+    return fallback("other",
+                    "chain ID " + l.chainId + " does not follow from parent chain " +
+                        (parentChain.empty() ? "(none)" : parentChain) +
+                        " and the config's diff_id " + image->layers.diffIds[idx],
                     &l);
   }
 
@@ -310,8 +325,10 @@ Importer::Outcome Importer::importLayer(const ImportLabels& l, const std::string
           // Space freed since the failure (kubelet's image GC, after an earlier pull failed) of
           // at least the layer's download size: try the layer again, once. Otherwise the disk is
           // as full as it was (the same pull's prefetch failed a moment ago).
-          uint64_t need = std::max<uint64_t>(static_cast<uint64_t>(std::max<int64_t>(desc.size, 0)), 1 << 20);
-          if (!retriedNoSpace && store::availableBytes(store_->stagingDir()) >= job->freeAtFailure + need) {
+          uint64_t need =
+              std::max<uint64_t>(static_cast<uint64_t>(std::max<int64_t>(desc.size, 0)), 1 << 20);
+          if (!retriedNoSpace && releasingStaged_ == 0 &&
+              store::availableBytes(store_->stagingDir()) >= job->freeAtFailure + need) {
             retriedNoSpace = true;
             continue;
           }
@@ -355,11 +372,14 @@ Importer::Outcome Importer::importLayer(const ImportLabels& l, const std::string
         metrics::Metrics::daemon().importsFailed("verify").Increment();
         removeQuietly(job->staged);
         finishImage();
-        return fallback("import_failed", "layer " + desc.digest + " unpacked to diff_id " + job->result.diffId +
-                                             " but the image config says " + image->layers.diffIds[idx], &l);
+        return fallback("import_failed",
+                        "layer " + desc.digest + " unpacked to diff_id " + job->result.diffId +
+                            " but the image config says " + image->layers.diffIds[idx],
+                        &l);
       }
       progress::ImportProgress::daemon().layerState(desc.digest, LayerState::Committing);
-      commitImportedLayer(*store_, l.chainId, parent, labels, job->staged, job->result.implicitDirs);
+      commitImportedLayer(*store_, l.chainId, parent, labels, job->staged,
+                          job->result.implicitDirs);
     } catch (...) {
       removeQuietly(job->staged);
       finishImage();
@@ -372,20 +392,24 @@ Importer::Outcome Importer::importLayer(const ImportLabels& l, const std::string
       ++stats_.imported;
     }
     finishImage();
-    log::info("imported layer", {{"image", l.imageRef}, {"layer", desc.digest}, {"chain_id", l.chainId},
+    log::info("imported layer", {{"image", l.imageRef},
+                                 {"layer", desc.digest},
+                                 {"chain_id", l.chainId},
                                  {"bytes", std::to_string(job->result.compressedBytes)},
                                  {"entries", std::to_string(job->result.entries)}});
     return Outcome::Imported;
   }
   finishImage();
-  return fallback("other", "staged layer " + desc.digest + " was claimed by another pull three times", &l);
+  return fallback("other",
+                  "staged layer " + desc.digest + " was claimed by another pull three times", &l);
 }
 
 void Importer::worker() {
   std::unique_lock lock(mu_);
   while (!stopping_) {
-    auto it = std::find_if(queue_.begin(), queue_.end(),
-                           [&](const auto& j) { return runningPerHost_[j->host] < options_.maxJobsPerHost; });
+    auto it = std::find_if(queue_.begin(), queue_.end(), [&](const auto& j) {
+      return runningPerHost_[j->host] < options_.maxJobsPerHost;
+    });
     if (it == queue_.end()) {
       workCv_.wait(lock);
       continue;
@@ -417,8 +441,8 @@ void Importer::runJob(Job& job) {
   try {
     std::string tmpl = (store_->stagingDir() / "layer-XXXXXX").string();
     if (!mkdtemp(tmpl.data())) {
-      throw std::runtime_error("create staging directory in " + store_->stagingDir().string() + ": " +
-                               std::strerror(errno));
+      throw std::runtime_error("create staging directory in " + store_->stagingDir().string() +
+                               ": " + std::strerror(errno));
     }
     staged = tmpl;
     if (mkdir((staged / "fs").c_str(), 0755) != 0 || chmod((staged / "fs").c_str(), 0755) != 0) {
@@ -427,10 +451,11 @@ void Importer::runJob(Job& job) {
     // Unpacked, a layer takes at least about its compressed size; when even that does not fit,
     // downloading it would only fill the disk for nothing.
     uint64_t free = store::availableBytes(store_->stagingDir());
-    uint64_t need = static_cast<uint64_t>(std::max<int64_t>(job.desc.size, 0)) + options_.stagingReserveBytes;
+    uint64_t need =
+        static_cast<uint64_t>(std::max<int64_t>(job.desc.size, 0)) + options_.stagingReserveBytes;
     if (free < need) {
-      throw FetchError("no_space", mib(job.desc.size) + " to download, " + mib(free) + " free of which " +
-                                       mib(options_.stagingReserveBytes) +
+      throw FetchError("no_space", mib(job.desc.size) + " to download, " + mib(free) +
+                                       " free of which " + mib(options_.stagingReserveBytes) +
                                        " stay for the database: " + std::strerror(ENOSPC));
     }
     auto src = fetcher_->open(job.imageRef, job.desc);
@@ -444,10 +469,12 @@ void Importer::runJob(Job& job) {
     opts.hashCompressed = !fetcher_->verifiesDigests();
     result = unpack::unpackLayer(counting, job.desc.mediaType, staged / "fs", opts);
     if (opts.hashCompressed && result.compressedDigest != job.desc.digest) {
-      throw FetchError("verify", "layer " + job.desc.digest + " arrived with digest " + result.compressedDigest);
+      throw FetchError(
+          "verify", "layer " + job.desc.digest + " arrived with digest " + result.compressedDigest);
     }
     if (job.desc.size > 0 && result.compressedBytes != static_cast<uint64_t>(job.desc.size)) {
-      throw FetchError("verify", "layer " + job.desc.digest + " arrived with " + std::to_string(result.compressedBytes) +
+      throw FetchError("verify", "layer " + job.desc.digest + " arrived with " +
+                                     std::to_string(result.compressedBytes) +
                                      " bytes, the manifest says " + std::to_string(job.desc.size));
     }
   } catch (const FetchError& e) {
@@ -468,7 +495,8 @@ void Importer::runJob(Job& job) {
   }
   // The unpacker's errors are text; strerror's words in one from writing (not from the registry,
   // whose error bodies may say anything) mean the root's filesystem is full.
-  if ((reason == "extract" || reason == "internal") && store::mentionsNoSpace(error)) reason = "no_space";
+  if ((reason == "extract" || reason == "internal") && store::mentionsNoSpace(error))
+    reason = "no_space";
   if (reason == "no_space") {
     error = "import of layer " + job.desc.digest + " into " +
             (staged.empty() ? store_->stagingDir() : staged).string() + " failed: " + error;
@@ -482,12 +510,18 @@ void Importer::runJob(Job& job) {
     m.layerImportDuration.Observe(seconds);
     prog.layerBytes(job.desc.digest, result.compressedBytes, result.uncompressedBytes);
   } else {
+    {
+      std::lock_guard lock(mu_);
+      ++releasingStaged_;
+    }
     removeQuietly(staged);
     staged.clear();
-    if (reason == "no_space") freeAfter = store::availableBytes(store_->stagingDir());
+    freeAfter = store::availableBytes(store_->stagingDir());
     m.importsFailed(reason).Increment();
     prog.layerState(job.desc.digest, LayerState::Failed, error);
-    log::warn("layer import failed", {{"image", job.imageRef}, {"layer", job.desc.digest}, {"reason", reason},
+    log::warn("layer import failed", {{"image", job.imageRef},
+                                      {"layer", job.desc.digest},
+                                      {"reason", reason},
                                       {"error", error}});
   }
   std::lock_guard lock(mu_);
@@ -501,12 +535,23 @@ void Importer::runJob(Job& job) {
     job.error = error;
     job.freeAtFailure = freeAfter;
     job.state = Job::State::Failed;
+    --releasingStaged_;
+    // What this failure's staging directory gave back is not space "freed since" an earlier
+    // no_space failure (a concurrent layer of the same pull that ran out too): it must not make
+    // that layer's Prepare download it again into the same full disk.
+    for (auto& [digest, other] : jobs_) {
+      if (other.get() != &job && other->state == Job::State::Failed &&
+          other->reason == "no_space") {
+        other->freeAtFailure = std::max(other->freeAtFailure, freeAfter);
+      }
+    }
   }
 }
 
 store::SnapshotInfo commitImportedLayer(store::SnapshotStore& store, const std::string& chainId,
                                         const std::string& parent, const store::Labels& labels,
-                                        const fs::path& staged, const std::vector<std::string>& implicitDirs) {
+                                        const fs::path& staged,
+                                        const std::vector<std::string>& implicitDirs) {
   unpack::fixImplicitDirs(staged / "fs", implicitDirs, store.chainFsDirs(parent));
   std::string name = "snapimport/" + chainId;
   try {

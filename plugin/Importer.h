@@ -25,8 +25,8 @@ namespace snapimport::plugin {
 
 struct ImporterOptions {
   bool enabled = true;
-  int maxJobs = 4;          // layer jobs running at once on this node
-  int maxJobsPerHost = 3;   // of those, against one registry host
+  int maxJobs = 4;         // layer jobs running at once on this node
+  int maxJobsPerHost = 3;  // of those, against one registry host
   // Staged layers nobody claimed (a cancelled pull) are removed by Cleanup after this long.
   std::chrono::seconds stagedGrace{600};
   // A layer import taking longer than this is abandoned (0: no limit).
@@ -68,7 +68,8 @@ class Importer {
   struct Job;
   struct CachedImage;
 
-  Outcome importLayer(const ImportLabels& l, const std::string& parent, const store::Labels& labels);
+  Outcome importLayer(const ImportLabels& l, const std::string& parent,
+                      const store::Labels& labels);
   std::shared_ptr<CachedImage> describe(const ImportLabels& l);
   void schedule(const ImportLabels& l, const CachedImage& image);
   std::shared_ptr<Job> ensureJobLocked(const std::string& imageRef, const LayerDescriptor& desc);
@@ -88,8 +89,11 @@ class Importer {
   std::map<std::string, std::shared_ptr<Job>> jobs_;  // by layer digest, until claimed
   std::deque<std::shared_ptr<Job>> queue_;
   std::map<std::string, int> runningPerHost_;
+  // Failed imports removing their staging directory now: the space they give back is not space
+  // freed since a no_space failure (see runJob).
+  int releasingStaged_ = 0;
   std::map<std::string, std::shared_ptr<CachedImage>> images_;  // by manifest digest
-  std::map<std::string, std::string> loggedFallbacks_;         // reason+image already logged
+  std::map<std::string, std::string> loggedFallbacks_;          // reason+image already logged
   Stats stats_;
   std::vector<std::thread> workers_;
 };

@@ -38,7 +38,8 @@ class FetchError : public std::runtime_error {
 // Bytes of a blob already on this node (containerd wrote the manifest and the config of a pull
 // into snapimport's content store before its first Prepare), at most maxBytes and verified
 // against the digest; nullopt when absent or larger.
-using LocalBlobReader = std::function<std::optional<std::string>(const std::string& digest, size_t maxBytes)>;
+using LocalBlobReader =
+    std::function<std::optional<std::string>(const std::string& digest, size_t maxBytes)>;
 
 class LayerFetcher {
  public:
@@ -46,7 +47,8 @@ class LayerFetcher {
   // The layers of manifest `manifestDigest` of `imageRef` and the diff_ids of its config.
   virtual ImageLayers describe(const std::string& imageRef, const std::string& manifestDigest) = 0;
   // A stream of one layer blob whose size and digest are verified before it reports the end.
-  virtual std::unique_ptr<unpack::Source> open(const std::string& imageRef, const LayerDescriptor& layer) = 0;
+  virtual std::unique_ptr<unpack::Source> open(const std::string& imageRef,
+                                               const LayerDescriptor& layer) = 0;
   // The registry host that serves `imageRef`, for per-host concurrency limits.
   virtual std::string hostOf(const std::string& imageRef) = 0;
   // True when open()'s streams check size and digest themselves, so the unpacker need not hash

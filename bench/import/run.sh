@@ -19,6 +19,10 @@
 #   BENCH_PROFILE    1 (default): one extra, untimed snapimport round of the first image under
 #                    `perf record -a`; 0: no profile
 #   BENCH_WORK       where built images are cached (default /var/tmp/snapimport-bench)
+#   BENCH_AUTH       1: a private registry (htpasswd Basic auth) and credentials given only through
+#                    CRI PullImage, as kubelet gives imagePullSecrets; snapimport rounds pull
+#                    through its CRI image-service proxy ([cri] image_service_address), containerd
+#                    rounds straight at containerd. 0 (default): an anonymous registry
 #   BENCH_MAX_LAYERS / BENCH_MAX_PER_REGISTRY   snapimport's [import] concurrency (defaults: the
 #                    daemon's own)
 #   KEEP=1           keep the run's work dir (logs, perf data) and processes; see tests/integration/lib.sh
@@ -62,10 +66,26 @@ for img in "${IMAGES[@]}"; do
 done
 
 si_init_workdir snapimport-bench
-si_step "start a registry on 127.0.0.1" si_start_registry
+AUTH=${BENCH_AUTH:-0}
+CREDS=
+PUSH_ARGS=()
+if [ "$AUTH" = 1 ]; then
+  CREDS="bench:pw-$RANDOM$RANDOM"
+  # bcrypt's lowest cost: the registry checks the password on every request.
+  htpasswd -Bbn -C 4 "${CREDS%%:*}" "${CREDS#*:}" | sed '/^$/d' >"$SI_WORK/htpasswd"
+  si_step "start a registry with htpasswd Basic auth on 127.0.0.1" si_start_registry "$SI_WORK/htpasswd"
+  PUSH_ARGS=(--dest-creds "$CREDS")
+else
+  si_step "start a registry on 127.0.0.1" si_start_registry
+fi
+push() { # OCI TAG REF
+  local policy=$SI_WORK/skopeo-policy.json
+  [ -f "$policy" ] || echo '{"default":[{"type":"insecureAcceptAnything"}]}' >"$policy"
+  skopeo --policy "$policy" copy --quiet --dest-tls-verify=false "${PUSH_ARGS[@]}" "oci:$1:$2" "docker://$3"
+}
 for img in "${IMAGES[@]}"; do
   REF[$img]=$SI_REGISTRY/bench/$img:latest
-  si_step "push $img to ${REF[$img]}" si_push_image "${OCI[$img]}" latest "${REF[$img]}"
+  si_step "push $img to ${REF[$img]}" push "${OCI[$img]}" latest "${REF[$img]}"
   m=$(si_image_manifest "${OCI[$img]}" latest)
   NLAYERS[$img]=$(jq '.layers | length' "$m")
 done
@@ -93,6 +113,8 @@ start_daemons() { # MODE (PATH@RELEASE)
         "$SI_HOSTS_DIR" "$METRICS_PORT"
       [ -z "${BENCH_MAX_LAYERS:-}" ] || echo "max_concurrent_layers = $BENCH_MAX_LAYERS"
       [ -z "${BENCH_MAX_PER_REGISTRY:-}" ] || echo "max_concurrent_per_registry = $BENCH_MAX_PER_REGISTRY"
+      [ "$AUTH" != 1 ] || printf '\n[cri]\nimage_service_address = "%s"\ncontainerd_address = "%s"\n' \
+        "$SI_WORK/cri-proxy.sock" "$SI_WORK/containerd/containerd.sock"
     } >"$SI_WORK/snapimport.toml"
     si_start_snapimport --config "$SI_WORK/snapimport.toml" --log-level info
     export SI_CRI_SNAPSHOTTER=snapimport
@@ -141,7 +163,14 @@ bench_round() {
   r0=$(cpu_ticks "$SI_REGISTRY_PID")
   t0=$(date +%s.%N)
   local rc=0
-  timeout 1800 "$SNAPIMPORT_BIN" pull --image-endpoint "unix://$SI_CONTAINERD_SOCK" "${REF[$img]}" \
+  # With credentials: snapimport's rounds go through its CRI proxy, as kubelet's would.
+  local endpoint=unix://$SI_CONTAINERD_SOCK
+  local creds=()
+  if [ "$AUTH" = 1 ]; then
+    creds=(--creds "$CREDS")
+    [ "${mode%@*}" != snapimport ] || endpoint=unix://$SI_WORK/cri-proxy.sock
+  fi
+  timeout 1800 "$SNAPIMPORT_BIN" pull --image-endpoint "$endpoint" "${creds[@]}" "${REF[$img]}" \
     >"$SI_WORK/logs/pull.$tag.out" 2>&1 || rc=$?
   t1=$(date +%s.%N)
   local secs
@@ -199,7 +228,7 @@ col() { awk -F'\t' -v i="$1" -v m="$2" -v c="$3" '$1 == i && $2 == m { print $c 
 
 {
   echo
-  echo "== snapimport import benchmark: cold CRI pull + unpack, $ROUNDS rounds each, scale $SCALE, $(nproc) cores =="
+  echo "== snapimport import benchmark: cold CRI pull + unpack, $ROUNDS rounds each, scale $SCALE, $(nproc) cores, $([ "$AUTH" = 1 ] && echo "private registry, credentials through CRI only" || echo "anonymous registry") =="
   echo "   snapimport $("$SNAPIMPORT_BIN" --version 2>/dev/null | head -n1); containerd releases: $(for m in "${MODES[@]}"; do echo "${m#*@}"; done | sort -u | tr '\n' ' ')"
   for img in "${IMAGES[@]}"; do
     echo
@@ -290,7 +319,9 @@ if [ "$PROFILE" = 1 ]; then
     perf_pid=$!
     sleep 1
     t0=$(date +%s.%N)
-    "$SNAPIMPORT_BIN" pull --image-endpoint "unix://$SI_CONTAINERD_SOCK" "${REF[$img]}" >"$SI_WORK/logs/pull.profile.out" 2>&1 ||
+    p_endpoint=unix://$SI_CONTAINERD_SOCK p_creds=()
+    if [ "$AUTH" = 1 ]; then p_endpoint=unix://$SI_WORK/cri-proxy.sock p_creds=(--creds "$CREDS"); fi
+    "$SNAPIMPORT_BIN" pull --image-endpoint "$p_endpoint" "${p_creds[@]}" "${REF[$img]}" >"$SI_WORK/logs/pull.profile.out" 2>&1 ||
       si_warn "profiled pull failed: $(cat "$SI_WORK/logs/pull.profile.out")"
     wall=$(si_elapsed "$t0")
     kill -INT "$perf_pid"

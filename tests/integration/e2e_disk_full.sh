@@ -328,6 +328,27 @@ metric_at_least() {
 
 code_count() { si_imp_metric snapimport_grpc_requests_total "code=\"$1\",method=\"$2\""; }
 
+# settle_gc: waits until containerd's GC is done with what a failed pull left (2.x removes its
+# snapshots at once; 1.6 keeps them): snapimport's snapshot list unchanged over a second, Cleanup
+# run. Space GC frees later is "freed since the failure", and the importer rightly tries a layer
+# that failed for lack of space once more then; the case wants one download, so it waits here.
+settle_gc() {
+  local prev="" cur same=0
+  for _ in $(seq 1 40); do
+    si_imp_backend_cleanup "$SI_SNAPIMPORT_SOCK" || return 1
+    cur=$(si_backend_list "$SI_SNAPIMPORT_SOCK" | sort | md5sum)
+    if [ "$cur" = "$prev" ]; then
+      same=$((same + 1))
+      [ "$same" -ge 2 ] && return 0
+    else
+      same=0
+    fi
+    prev=$cur
+    sleep 0.5
+  done
+  si_fail "containerd's GC did not settle within 20 s"
+}
+
 # --- the cases ------------------------------------------------------------------------------------
 
 case_import() {
@@ -336,6 +357,7 @@ case_import() {
   pull_fails "$SI_WORK/logs/import-pull1.out" "$ROOT/staging" "$REF"
   grep -q "stay for the database" "$SI_WORK/logs/import-pull1.out" ||
     fail "the random layer was not refused before its download"
+  settle_gc || fail "containerd's GC did not settle after the first failed pull"
   # The zeros layer unpacks until the disk is full. Whatever writes next fails, so the pull's
   # error may name the staging directory or meta.db (a base layer committing meanwhile).
   pull_fails "$SI_WORK/logs/import-pull2.out" "$ROOT/" "$REF_ZEROS"

@@ -217,7 +217,8 @@ TEST(DaemonConfig, CriProxyKeys) {
   EXPECT_NO_THROW(c.validate());
 
   std::string e = errorOf("[cri]\nimage_service_address = \"cri.sock\"\n");
-  EXPECT_NE(e.find("key \"cri.image_service_address\" must be an absolute path"), std::string::npos) << e;
+  EXPECT_NE(e.find("key \"cri.image_service_address\" must be an absolute path"), std::string::npos)
+      << e;
   e = errorOf("[cri]\ncontainerd_address = \"tcp://127.0.0.1:1\"\n");
   EXPECT_NE(e.find("key \"cri.containerd_address\""), std::string::npos) << e;
   e = errorOf("[cri]\nimage_service_address = \"/run/containerd/containerd.sock\"\n");
@@ -309,9 +310,11 @@ TEST(DaemonConfigRules, KeepingCompressedBlobsIsRefusedWithTheReason) {
 }
 
 TEST(DaemonConfigRules, ManifestLimitCannotExceedTheProtocolCap) {
-  EXPECT_NE(errorOf("[limits]\nmax_manifest_bytes = \"8MiB\"\n").find("at most 4MiB"), std::string::npos);
-  EXPECT_EQ(DaemonConfig::parse("[limits]\nmax_manifest_bytes = \"1MiB\"\n", "f").limits.maxManifestBytes,
-            1u << 20);
+  EXPECT_NE(errorOf("[limits]\nmax_manifest_bytes = \"8MiB\"\n").find("at most 4MiB"),
+            std::string::npos);
+  EXPECT_EQ(
+      DaemonConfig::parse("[limits]\nmax_manifest_bytes = \"1MiB\"\n", "f").limits.maxManifestBytes,
+      1u << 20);
 }
 
 }  // namespace
