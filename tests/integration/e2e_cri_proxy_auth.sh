@@ -14,16 +14,52 @@
 #   3. The credential is dropped after the grace period (gauge snapimport_cri_pull_credentials),
 #      is never logged, and the image runs.
 #   4. A wrong password fails through the proxy with containerd's own error, unchanged.
+#
+# SI_PROXY_AUTH=basic (default): distribution's htpasswd Basic auth. token: distribution's token
+# auth with the JWT issuer of tests/registry/token_server.py (pull-only user bob; the importer
+# exchanges the CRI credential for a token at the realm); no token may appear in a log either.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/import_lib.sh"  # also: root (else exit 77), CRI_CLIENT, fail()
 
-si_init_workdir e2e-cri-proxy-auth
-USER_NAME=kubelet
-PASSWORD="pw-$RANDOM$RANDOM-secret"
-HTPASSWD=$SI_WORK/htpasswd
-si_step "write a bcrypt htpasswd file" si_imp_htpasswd "$HTPASSWD" "$USER_NAME" "$PASSWORD"
-si_step "start a registry with htpasswd Basic auth" si_start_registry "$HTPASSWD"
+AUTH_MODE=${SI_PROXY_AUTH:-basic}
+si_init_workdir "e2e-cri-proxy-$AUTH_MODE"
+start_token_registry() {
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=token issuer" \
+    -keyout "$SI_WORK/token.key" -out "$SI_WORK/token.pem" 2>/dev/null
+  TOKEN_PORT=$(si_free_port)
+  "$SI_PYTHON" "$SI_IMP_DIR/../registry/token_server.py" "$SI_WORK/token.key" "$SI_WORK/token.pem" \
+    "$TOKEN_PORT" snapimport-test issuer-test >>"$SI_WORK/logs/token.log" 2>&1 &
+  si_track token-server $!
+  for _ in $(seq 1 50); do
+    curl -fsS -o /dev/null "http://127.0.0.1:$TOKEN_PORT/_stats" 2>/dev/null && break
+    sleep 0.1
+  done
+  SI_REGISTRY_AUTH_YAML="auth:
+  token:
+    realm: http://127.0.0.1:$TOKEN_PORT/token
+    service: snapimport-test
+    issuer: issuer-test
+    rootcertbundle: $SI_WORK/token.pem" si_start_registry
+}
+case "$AUTH_MODE" in
+  basic)
+    USER_NAME=kubelet
+    PASSWORD="pw-$RANDOM$RANDOM-secret"
+    PUSHER="$USER_NAME:$PASSWORD"
+    HTPASSWD=$SI_WORK/htpasswd
+    si_step "write a bcrypt htpasswd file" si_imp_htpasswd "$HTPASSWD" "$USER_NAME" "$PASSWORD"
+    si_step "start a registry with htpasswd Basic auth" si_start_registry "$HTPASSWD"
+    ;;
+  token)
+    # The issuer's users (token_server.py): alice pushes, bob may only pull.
+    USER_NAME=bob
+    PASSWORD=bobpw
+    PUSHER=alice:alicepw
+    si_step "start a JWT token issuer and a registry with token auth" start_token_registry
+    ;;
+  *) si_die "SI_PROXY_AUTH=$AUTH_MODE: want basic or token" ;;
+esac
 
 OCI=$SI_WORK/oci
 REF=$SI_REGISTRY/team-a/private:v1
@@ -34,8 +70,8 @@ build_other() {
 }
 si_step "build the three-layer test image" si_build_test_image "$OCI" v1
 si_step "build a second image: the same three layers and one more" build_other
-si_step "push $REF (with credentials)" si_imp_push_image_creds "$OCI" v1 "$REF" "$USER_NAME:$PASSWORD"
-si_step "push $OTHER (with credentials)" si_imp_push_image_creds "$OCI" other "$OTHER" "$USER_NAME:$PASSWORD"
+si_step "push $REF (with credentials)" si_imp_push_image_creds "$OCI" v1 "$REF" "$PUSHER"
+si_step "push $OTHER (with credentials)" si_imp_push_image_creds "$OCI" other "$OTHER" "$PUSHER"
 mapfile -t LAYERS < <(jq -r ".layers[].digest" "$(si_image_manifest "$OCI" v1)")
 MANIFEST=sha256:$(basename "$(si_image_manifest "$OCI" v1)")
 CONFIG=$(jq -r ".config.digest" "$(si_image_manifest "$OCI" v1)")
@@ -55,6 +91,7 @@ si_step "start containerd $SI_CONTAINERD_VERSION (CRI on, snapimport as snapshot
 [ -S "$PROXY_SOCK" ] || fail "snapimport does not serve $PROXY_SOCK"
 mode=$(stat -c %a "$PROXY_SOCK")
 [ "$mode" = 660 ] || fail "the proxy socket has mode $mode, want 660"
+si_log "registry auth: $AUTH_MODE; the importer has no credentials of its own"
 
 # --- 1. the private image is imported ---------------------------------------------------------------
 pull_via_config() {
@@ -85,6 +122,11 @@ manifest_gets=$(grep -F '"GET /v2/team-a/private/manifests/' "$SI_REGISTRY_LOG" 
 config_gets=$(si_imp_blob_gets "$CONFIG" snapimport/)
 [ "$manifest_gets" -eq 0 ] || fail "snapimport fetched the manifest $manifest_gets times; containerd had written it ($MANIFEST)"
 [ "$config_gets" -eq 0 ] || fail "snapimport fetched the config $config_gets times; containerd had written it"
+# In all (containerd and snapimport): one manifest GET and one config GET for the pull.
+all_manifest_gets=$(grep -F '"GET /v2/team-a/private/manifests/' "$SI_REGISTRY_LOG" | grep -cF '" 200 ' || true)
+all_config_gets=$(si_imp_blob_gets "$CONFIG")
+[ "$all_manifest_gets" -eq 1 ] || fail "the registry served $all_manifest_gets manifest GETs for one pull, want 1"
+[ "$all_config_gets" -eq 1 ] || fail "the registry served $all_config_gets config GETs for one pull, want 1"
 si_log "all ${#LAYERS[@]} layers imported by snapimport with the CRI credential; manifest and config read from the content store"
 
 # --- 2. bound to the pull, not to the host ------------------------------------------------------------
@@ -106,7 +148,17 @@ sleep "$((GRACE_S + 1))"
 held=$(si_imp_metric snapimport_cri_pull_credentials)
 [ "$held" -eq 0 ] || fail "snapimport still holds $held CRI credentials after the grace period"
 if grep -qF "$PASSWORD" "$SI_SNAPIMPORT_LOG" "$SI_CONTAINERD_LOG"; then fail "the password appears in a log"; fi
-grep -rqF "$PASSWORD" "$SI_SNAPIMPORT_ROOT" && fail "the password was written under snapimport's root"
+if grep -rqF "$PASSWORD" "$SI_SNAPIMPORT_ROOT" "$SI_WORK/containerd/root"; then
+  fail "the password was written under snapimport's or containerd's root"
+fi
+if [ "$AUTH_MODE" = token ]; then
+  # Every JWT starts with the base64 of '{"': "eyJ". None may be logged or stored.
+  if grep -qE 'eyJ[A-Za-z0-9_-]{10,}' "$SI_SNAPIMPORT_LOG" "$SI_CONTAINERD_LOG"; then fail "a token appears in a log"; fi
+  if grep -rqE 'eyJ[A-Za-z0-9_-]{10,}\.' "$SI_SNAPIMPORT_ROOT"; then fail "a token was written under snapimport's root"; fi
+  stats=$(curl -fsS "http://127.0.0.1:$TOKEN_PORT/_stats")
+  [ "$(jq '.get + .post' <<<"$stats")" -ge 1 ] || fail "nobody asked the token issuer for a token: $stats"
+  si_log "token issuer: $stats"
+fi
 SCRIPT='echo "MARKER=$(cat /top-marker.txt)"'
 run() {
   si_ctr_run k8s.io --rm --snapshotter snapimport "$REF" cri-proxy-auth-1 /bin/sh -c "$SCRIPT" \

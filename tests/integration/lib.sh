@@ -376,7 +376,8 @@ si_free_port() {
 # registry
 
 # si_start_registry [HTPASSWD_FILE]: sets SI_REGISTRY_PORT, SI_REGISTRY (127.0.0.1:PORT),
-# SI_REGISTRY_PID and SI_REGISTRY_LOG. With HTPASSWD_FILE the registry wants htpasswd Basic auth.
+# SI_REGISTRY_PID and SI_REGISTRY_LOG. With HTPASSWD_FILE the registry wants htpasswd Basic auth;
+# without, $SI_REGISTRY_AUTH_YAML (when set) is its whole `auth:` section (token auth, say).
 # It logs one access line per request (method, URL, status, user agent).
 si_start_registry() {
   local htpasswd=${1:-}
@@ -390,6 +391,9 @@ si_start_registry() {
     realm: snapimport-test
     path: $htpasswd"
     up=401  # /v2/ refuses the anonymous probe: the registry is up all the same
+  elif [ -n "${SI_REGISTRY_AUTH_YAML:-}" ]; then
+    auth=$SI_REGISTRY_AUTH_YAML  # another auth: section (token auth)
+    up=401
   fi
   for attempt in 1 2 3; do
     port=$(si_free_port)
