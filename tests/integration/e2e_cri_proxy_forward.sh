@@ -28,7 +28,7 @@ PROXY=unix://$PROXY_SOCK
 DIRECT=unix://$SI_CONTAINERD_SOCK
 
 # both NAME ARGS...: runs cri_client ARGS at the proxy and at containerd; their output and exit
-# status must agree (socket paths aside).
+# status must agree (socket paths aside). Covers malformed references too.
 both() {
   local name=$1 rc_p=0 rc_d=0
   shift
@@ -52,6 +52,8 @@ grep -q " $REF\( \|$\)" "$SI_WORK/logs/list.proxy" || fail "ListImages through t
 both status status "$REF"
 both status-absent status "$SI_REGISTRY/test/forward:absent"
 grep -qx absent "$SI_WORK/logs/status-absent.proxy" || fail "ImageStatus of a missing image is not empty through the proxy"
+both status-bad-ref status "Not/A Valid::Reference"
+both remove-bad-ref remove "Not/A Valid::Reference"
 both fsinfo fsinfo
 [ -s "$SI_WORK/logs/fsinfo.proxy" ] || fail "ImageFsInfo through the proxy reports no image filesystem"
 
