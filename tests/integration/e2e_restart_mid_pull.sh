@@ -77,8 +77,7 @@ wait_base_committed() {
 si_step "wait until the 3 base layers are committed and the large ones are streaming" wait_base_committed
 # Which layers snapimport had committed when the restart came (its log names each).
 mapfile -t COMMITTED < <(grep 'msg="imported layer"' "$SI_SNAPIMPORT_LOG" | grep -o 'layer=sha256:[0-9a-f]*' | cut -d= -f2)
-MARK=$(wc -l <"$SI_REGISTRY_LOG")
-si_log "committed before the restart: ${#COMMITTED[@]} layers; registry log mark at line $MARK"
+si_log "committed before the restart: ${#COMMITTED[@]} layers"
 
 restart_snapimport() { # SIGNAL
   local sig=$1 pid=$SI_SNAPIMPORT_PID rc=0
@@ -152,7 +151,12 @@ for i in "${!CHAIN[@]}"; do
   grep -q "${CHAIN[$i]}\$" <<<"$held" && STILL+=("${LAYERS[$i]}")
 done
 gone=$((${#COMMITTED[@]} - ${#STILL[@]}))
-si_log "${#STILL[@]} of the image's layers are committed in snapimport before pulling again ($gone of the ${#COMMITTED[@]} committed before the restart were removed by containerd's GC after the failed pull)"
+if [ "$gone" -ge 0 ]; then
+  si_log "${#STILL[@]} of the image's layers are committed in snapimport before pulling again ($gone of the ${#COMMITTED[@]} committed before the restart were removed by containerd's GC after the failed pull)"
+else
+  # A graceful stop lets the imports in flight finish and commit.
+  si_log "${#STILL[@]} of the image's layers are committed in snapimport before pulling again (${#COMMITTED[@]} before the restart, $((-gone)) more committed while snapimport stopped gracefully)"
+fi
 [ "$rc" -ne 0 ] || [ "$gone" -le 0 ] || fail "the interrupted pull succeeded, yet $gone of its layers are gone"
 
 # --- pull again ---------------------------------------------------------------------------------------
@@ -161,6 +165,10 @@ pull_again() {
     { cat "$SI_WORK/logs/pull2.out" >&2; si_fail "pulling again after the restart failed"; return 1; }
   grep -q "^1 pulled, 0 failed" "$SI_WORK/logs/pull2.out" || si_fail "pulling again did not report success"
 }
+# The registry writes an access line when a response ends, so a download that began before the
+# restart and finished during a graceful stop is logged after it: the mark is taken here, once
+# the old process and its connections are gone.
+MARK=$(wc -l <"$SI_REGISTRY_LOG")
 si_step "pull again" pull_again
 refetched=()
 for d in "${STILL[@]}"; do
