@@ -103,13 +103,15 @@ std::optional<std::string> readLocalBlob(store::ContentStore& content, const std
   try {
     store::Digest d = store::Digest::parse(digest);
     if (!content.contains(d)) return std::nullopt;
-    std::ifstream in(content.blobPath(d), std::ios::binary);
+    const fs::path path = content.blobPath(d);
+    std::error_code ec;
+    const auto size = fs::file_size(path, ec);
+    if (ec || size > maxBytes) return std::nullopt;
+    std::ifstream in(path, std::ios::binary);
     if (!in) return std::nullopt;
-    std::string bytes;
-    bytes.resize(maxBytes + 1);
+    std::string bytes(static_cast<size_t>(size), '\0');
     in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    bytes.resize(static_cast<size_t>(in.gcount()));
-    if (bytes.size() > maxBytes) return std::nullopt;
+    if (static_cast<uint64_t>(in.gcount()) != size) return std::nullopt;
     if (store::Digest::of(bytes) != d) {
       log::warn("content store blob does not match its digest; fetching it from the registry",
                 {{"digest", digest}});
