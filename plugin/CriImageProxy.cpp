@@ -36,23 +36,19 @@ class Forwarder final : public v1::ImageService::Service {
 
   grpc::Status ListImages(grpc::ServerContext* ctx, const v1::ListImagesRequest* req,
                           v1::ListImagesResponse* resp) override {
-    auto c = grpc::ClientContext::FromServerContext(*ctx);
-    return stub_->ListImages(c.get(), *req, resp);
+    return forward(&v1::ImageService::Stub::ListImages, ctx, req, resp);
   }
   grpc::Status ImageStatus(grpc::ServerContext* ctx, const v1::ImageStatusRequest* req,
                            v1::ImageStatusResponse* resp) override {
-    auto c = grpc::ClientContext::FromServerContext(*ctx);
-    return stub_->ImageStatus(c.get(), *req, resp);
+    return forward(&v1::ImageService::Stub::ImageStatus, ctx, req, resp);
   }
   grpc::Status RemoveImage(grpc::ServerContext* ctx, const v1::RemoveImageRequest* req,
                            v1::RemoveImageResponse* resp) override {
-    auto c = grpc::ClientContext::FromServerContext(*ctx);
-    return stub_->RemoveImage(c.get(), *req, resp);
+    return forward(&v1::ImageService::Stub::RemoveImage, ctx, req, resp);
   }
   grpc::Status ImageFsInfo(grpc::ServerContext* ctx, const v1::ImageFsInfoRequest* req,
                            v1::ImageFsInfoResponse* resp) override {
-    auto c = grpc::ClientContext::FromServerContext(*ctx);
-    return stub_->ImageFsInfo(c.get(), *req, resp);
+    return forward(&v1::ImageService::Stub::ImageFsInfo, ctx, req, resp);
   }
 
   grpc::Status PullImage(grpc::ServerContext* ctx, const v1::PullImageRequest* req,
@@ -69,18 +65,13 @@ class Forwarder final : public v1::ImageService::Service {
           ticket = creds_->begin(image, std::move(*cred));
           credential = "cri";
         }
-      } catch (const std::invalid_argument& e) {
-        credential = "unusable";
-        log::warn("CRI pull credential not usable by the importer",
-                  {{"image", image}, {"reason", e.what()}});
-      } catch (const registry::Error& e) {
+      } catch (const std::exception& e) {  // a malformed AuthConfig or image reference
         credential = "unusable";
         log::warn("CRI pull credential not usable by the importer",
                   {{"image", image}, {"reason", e.what()}});
       }
     }
-    auto c = grpc::ClientContext::FromServerContext(*ctx);
-    grpc::Status s = stub_->PullImage(c.get(), *req, resp);
+    grpc::Status s = forward(&v1::ImageService::Stub::PullImage, ctx, req, resp);
     if (ticket) creds_->end(*ticket);
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now() - started);
@@ -96,6 +87,15 @@ class Forwarder final : public v1::ImageService::Service {
   }
 
  private:
+  // One call to containerd with the caller's deadline and cancellation, its answer unchanged.
+  template <typename Request, typename Response>
+  grpc::Status forward(grpc::Status (v1::ImageService::Stub::*call)(grpc::ClientContext*,
+                                                                    const Request&, Response*),
+                       grpc::ServerContext* ctx, const Request* req, Response* resp) {
+    auto c = grpc::ClientContext::FromServerContext(*ctx);
+    return (stub_.get()->*call)(c.get(), *req, resp);
+  }
+
   std::shared_ptr<v1::ImageService::Stub> stub_;
   std::shared_ptr<PullCredentials> creds_;
   std::string upstream_;

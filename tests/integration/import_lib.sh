@@ -16,6 +16,8 @@
 #   si_imp_build_nspull OUT                build tests/integration/go/nspull (GOPATH mode)
 #   si_imp_backend_cleanup SOCK            Snapshots/Cleanup straight on snapimport's socket
 #   si_imp_live_ids ROOT                   ids of the snapshot records in ROOT/meta.db, sorted
+#   si_imp_same_pull_output A B SOCK...    two `snapimport pull` outputs read the same, apart from
+#                                          the sockets named and the durations
 
 SI_IMP_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -98,6 +100,15 @@ si_imp_blob_gets() {
   local digest=$1 ua=${2:-}
   grep -F "\"GET /v2/" "$SI_REGISTRY_LOG" | grep -F "/blobs/$digest HTTP/" | grep -F '" 200 ' |
     awk -v ua="$ua" 'ua == "" || index($0, "\"" ua) { n++ } END { printf "%d\n", n }'
+}
+
+# si_imp_same_pull_output A B SOCK...: diffs two `snapimport pull` outputs (to stderr) with each
+# SOCK replaced by "SOCK" and "(1.2s)" durations by "(Ns)"; fails when they differ.
+si_imp_same_pull_output() {
+  local a=$1 b=$2 expr='s|([0-9.]*s)|(Ns)|g' s
+  shift 2
+  for s in "$@"; do expr="s|$s|SOCK|g; $expr"; done
+  diff <(sed -e "$expr" "$a") <(sed -e "$expr" "$b") >&2
 }
 
 # si_imp_htpasswd FILE USER PASSWORD: a bcrypt htpasswd file, as distribution's htpasswd auth wants
