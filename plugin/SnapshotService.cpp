@@ -88,17 +88,32 @@ grpc::Status SnapshotService::Prepare(grpc::ServerContext* ctx,
                                       snapshotsv1::PrepareSnapshotResponse* resp) {
   return guarded([&] {
     store::Labels labels = toLabels(req->labels());
+    auto cancelled = [ctx] { return ctx && ctx->IsCancelled(); };
+    // containerd's metadata store makes its record of a Prepare in the transaction that calls
+    // the proxy, and rolls it back when the call fails; a client that went away (the pull was
+    // cancelled) has failed it. A snapshot made for it after that is known to nobody and stays
+    // until containerd's next GC, so a Prepare that waited for a layer checks for its client
+    // before it creates anything, and takes back what it made if the client left meanwhile.
+    auto gone = [&] {
+      return grpc::Status(grpc::StatusCode::CANCELLED,
+                          "Prepare of snapshot " + req->key() + " cancelled by its client");
+    };
     // AlreadyExists is only ever answered to a Prepare that names its target chain: containerd
     // turns it into an error otherwise (reference §2.3).
     // A layer containerd is already writing (or has written) is taken from that write before the
     // importer would fetch it from the registry a second time.
-    if (writes_ && labels.count(kLabelSnapshotRef) &&
-        writes_->prepare(req->key(), req->parent(), labels, [ctx] {
-          return ctx && ctx->IsCancelled();
-        }) == WriteImporter::Outcome::Imported) {
-      return grpc::Status(grpc::StatusCode::ALREADY_EXISTS,
-                          "snapshot " + labels[kLabelSnapshotRef] +
-                              " already exists (imported by snapimport from containerd's write)");
+    if (writes_ && labels.count(kLabelSnapshotRef)) {
+      switch (writes_->prepare(req->key(), req->parent(), labels, cancelled)) {
+        case WriteImporter::Outcome::Imported:
+          return grpc::Status(
+              grpc::StatusCode::ALREADY_EXISTS,
+              "snapshot " + labels[kLabelSnapshotRef] +
+                  " already exists (imported by snapimport from containerd's write)");
+        case WriteImporter::Outcome::Cancelled:
+          return gone();
+        case WriteImporter::Outcome::Fallback:
+          break;
+      }
     }
     if (importer_ && labels.count(kLabelSnapshotRef) &&
         importer_->prepare(req->key(), req->parent(), labels) == Importer::Outcome::Imported) {
@@ -106,7 +121,18 @@ grpc::Status SnapshotService::Prepare(grpc::ServerContext* ctx,
           grpc::StatusCode::ALREADY_EXISTS,
           "snapshot " + labels[kLabelSnapshotRef] + " already exists (imported by snapimport)");
     }
-    addMounts(store_->prepare(req->key(), req->parent(), labels), resp);
+    if (cancelled()) return gone();
+    auto mounts = store_->prepare(req->key(), req->parent(), labels);
+    if (cancelled()) {
+      try {
+        store_->remove(req->key());
+      } catch (const std::exception& x) {
+        log::warn("could not remove the snapshot of a cancelled Prepare",
+                  {{"key", req->key()}, {"error", x.what()}});
+      }
+      return gone();
+    }
+    addMounts(mounts, resp);
     log::debug("prepared snapshot", {{"key", req->key()}, {"parent", req->parent()}});
     return grpc::Status::OK;
   });

@@ -555,7 +555,8 @@ std::optional<WriteImporter::StagedLayer> WriteImporter::waitAndTake(
     changed_.wait_for(lock,
                       std::min<Clock::duration>(std::chrono::milliseconds(100), deadline - now));
   }
-  if (stopping_ || e->state != Entry::State::Staged) return std::nullopt;
+  if (stopping_ || e->state != Entry::State::Staged || (cancelled && cancelled()))
+    return std::nullopt;
   e->state = Entry::State::Taken;
   auto it = entries_.find(e->digest);
   if (it != entries_.end() && it->second == e) entries_.erase(it);
@@ -637,6 +638,7 @@ WriteImporter::Outcome WriteImporter::prepare(const std::string& key, const std:
         changed_.wait_for(lock, std::chrono::milliseconds(50));
       }
     }
+    if (!e && cancelled && cancelled()) return Outcome::Cancelled;
     if (!e) {
       // Nothing of this layer came through a write yet: containerd applies it itself, so its
       // write (which follows now, if the unpacker starts fetching here) need not be unpacked.
@@ -652,6 +654,11 @@ WriteImporter::Outcome WriteImporter::prepare(const std::string& key, const std:
                               ? "the staged layer was not ready (cancelled, timed out or taken)"
                               : e->error;
     lock.unlock();
+    if (!staged && cancelled && cancelled()) {
+      log::info("Prepare's client went away while it waited for the layer from containerd's write",
+                {{"key", key}, {"layer", layer}, {"chain_id", chainId}});
+      return Outcome::Cancelled;
+    }
     if (!staged) {
       fallback("import_failed", layer, failure);
       if (expected && expected->top) finishImage(expected->manifest);

@@ -128,11 +128,13 @@ class WriteImporter {
   void labelsUpdated(const std::string& digest, const store::Labels& labels);
 
   // --- the snapshot Prepare path (SnapshotService) ---
-  enum class Outcome { Imported, Fallback };
+  enum class Outcome { Imported, Fallback, Cancelled };
   // For a Prepare carrying containerd.io/snapshot.ref: Imported when a staged layer (waited for
   // if still streaming) is now committed as that chain on `parent`, and Prepare must answer
-  // AlreadyExists. `cancelled` is polled while waiting (the Prepare's client went away). Never
-  // throws.
+  // AlreadyExists. `cancelled` is polled while waiting: once the Prepare's client has gone,
+  // Cancelled, and nothing is committed (a staged tree stays staged for the pull's retry), since
+  // containerd has rolled back its record of this Prepare and would never learn of a snapshot
+  // made for it. Never throws.
   Outcome prepare(const std::string& key, const std::string& parent, const store::Labels& labels,
                   const std::function<bool()>& cancelled = {});
 
@@ -158,7 +160,8 @@ class WriteImporter {
   bool has(const LayerQuery& q) const;
   // Waits (at most `wait`, and while `cancelled` says no) for the layer matching `q` to finish
   // and takes it; nullopt when there is none, it failed, another taker got it first, or the wait
-  // ran out (the unpack then goes on and the layer stays available).
+  // ran out (the unpack then goes on and the layer stays available). A caller that has gone
+  // takes nothing, not even a finished layer.
   std::optional<StagedLayer> take(const LayerQuery& q, std::chrono::milliseconds wait,
                                   const std::function<bool()>& cancelled = {});
 

@@ -211,11 +211,15 @@ class WriteImporterTest : public ::testing::Test {
   }
 
   // containerd's unpacker: Prepare "<ns>/<seq>/extract-... <chain>" with snapshot.ref = chain.
-  grpc::Status prepare(const std::string& chain, const std::string& parent) {
+  // With `deadline`, the client gives up after it; `key` receives the snapshot key used.
+  grpc::Status prepare(const std::string& chain, const std::string& parent,
+                       std::chrono::milliseconds deadline = {}, std::string* key = nullptr) {
     grpc::ClientContext ctx;
+    if (deadline.count() > 0) ctx.set_deadline(std::chrono::system_clock::now() + deadline);
     snapshotsv1::PrepareSnapshotRequest req;
     const std::string n = std::to_string(++seq);
     req.set_key("k8s.io/" + n + "/extract-" + n + " " + chain);
+    if (key) *key = req.key();
     req.set_parent(parent);
     (*req.mutable_labels())[kLabelSnapshotRef] = chain;
     snapshotsv1::PrepareSnapshotResponse resp;
@@ -303,6 +307,49 @@ TEST_F(WriteImporterTest, PrepareWaitsForAWriteThatHasNotBegunWhenTheLayerBelowI
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   ASSERT_TRUE(writeLayer(1).ok());
   EXPECT_EQ(pending.get().error_code(), grpc::StatusCode::ALREADY_EXISTS);
+}
+
+// A cancelled pull: containerd's Prepare gives up while snapimport waits for the layer. containerd
+// has rolled back its record of that Prepare, so a snapshot made for it would be known to nobody.
+TEST_F(WriteImporterTest, APrepareWhoseClientLeavesWhileTheLayerStreamsInCreatesNothing) {
+  writeImage();
+  ASSERT_TRUE(writeLayer(0).ok());
+  ASSERT_EQ(prepare(chains[0], "").error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  std::string base = committed(chains[0], "");
+  const std::string& blob = layers[1].blob;
+  auto w = open("layer-" + layers[1].digest, blob);
+  ASSERT_TRUE(send(*w, blob.substr(0, blob.size() / 2)));
+  std::string key;
+  EXPECT_EQ(prepare(chains[1], base, std::chrono::milliseconds(300), &key).error_code(),
+            grpc::StatusCode::DEADLINE_EXCEEDED);
+  // The server notices within its 100 ms wait slice; give it that and a margin.
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_THROW(snapshots->stat(key), std::exception)
+      << "an active snapshot was made for a Prepare whose client had gone";
+  EXPECT_TRUE(committed(chains[1], base).empty());
+  EXPECT_EQ(writes->stats().fallbacks, 0u) << "a cancelled Prepare is no fallback";
+  // The layer goes on streaming in; the pull's retry takes it.
+  ASSERT_TRUE(send(*w, blob.substr(blob.size() / 2)));
+  ASSERT_TRUE(commit(*w, static_cast<int64_t>(blob.size()), layers[1].digest).ok());
+  grpc::Status st = prepare(chains[1], base);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::ALREADY_EXISTS) << st.error_message();
+}
+
+TEST_F(WriteImporterTest, APrepareWhoseClientLeavesBeforeTheWriteBeginsCreatesNothing) {
+  writeImage();
+  ASSERT_TRUE(writeLayer(0).ok());
+  ASSERT_EQ(prepare(chains[0], "").error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  std::string base = committed(chains[0], "");
+  std::string key;
+  EXPECT_EQ(prepare(chains[1], base, std::chrono::milliseconds(200), &key).error_code(),
+            grpc::StatusCode::DEADLINE_EXCEEDED);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_THROW(snapshots->stat(key), std::exception)
+      << "an active snapshot was made for a Prepare whose client had gone";
+  // Not taken for a layer containerd applies itself: its write is still unpacked for the retry.
+  ASSERT_TRUE(writeLayer(1).ok());
+  grpc::Status st = prepare(chains[1], base);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::ALREADY_EXISTS) << st.error_message();
 }
 
 TEST_F(WriteImporterTest, TheBottomLayerOfAnImageNobodyWritesIsNotWaitedFor) {
