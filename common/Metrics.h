@@ -46,7 +46,7 @@ inline constexpr std::array<std::string_view, 9> kFailureReasons = {
 };
 
 // Why a layer went containerd's ordinary way (fetch + apply through the content store).
-inline constexpr std::array<std::string_view, 9> kFallbackReasons = {
+inline constexpr std::array<std::string_view, 10> kFallbackReasons = {
     "disabled",        // import.enabled = false
     "no_labels",       // Prepare without CRI snapshot annotations (ctr pull, annotations off)
     "media_type",      // a layer media type the importer does not handle
@@ -56,6 +56,9 @@ inline constexpr std::array<std::string_view, 9> kFallbackReasons = {
     "busy",     // import.max_concurrent_write_imports unpacks were already running
     "resumed",  // the write resumed or restarted an ingest, so the tee never saw the whole blob
     "slow",     // the unpack fell behind the write past its buffer and was detached
+    // the diff service (DiffService) left an Apply to containerd's next differ: the mounts are
+    // not snapimport's, the blob is not in its store, or the layer needs stream processors
+    "apply_declined",
     "other",
 };
 

@@ -439,15 +439,7 @@ void Importer::runJob(Job& job) {
   std::string reason, error;
   unpack::Result result;
   try {
-    std::string tmpl = (store_->stagingDir() / "layer-XXXXXX").string();
-    if (!mkdtemp(tmpl.data())) {
-      throw std::runtime_error("create staging directory in " + store_->stagingDir().string() +
-                               ": " + std::strerror(errno));
-    }
-    staged = tmpl;
-    if (mkdir((staged / "fs").c_str(), 0755) != 0 || chmod((staged / "fs").c_str(), 0755) != 0) {
-      throw std::runtime_error("create " + (staged / "fs").string() + ": " + std::strerror(errno));
-    }
+    staged = makeStagingDir(store_->stagingDir(), "layer-");
     // Unpacked, a layer takes at least about its compressed size; when even that does not fit,
     // downloading it would only fill the disk for nothing.
     uint64_t free = store::availableBytes(store_->stagingDir());
@@ -546,6 +538,22 @@ void Importer::runJob(Job& job) {
       }
     }
   }
+}
+
+fs::path makeStagingDir(const fs::path& stagingDir, const std::string& prefix) {
+  std::string tmpl = (stagingDir / (prefix + "XXXXXX")).string();
+  if (!mkdtemp(tmpl.data())) {
+    throw std::runtime_error("create staging directory in " + stagingDir.string() + ": " +
+                             std::strerror(errno));
+  }
+  fs::path staged = tmpl;
+  if (mkdir((staged / "fs").c_str(), 0755) != 0 || chmod((staged / "fs").c_str(), 0755) != 0) {
+    const int err = errno;
+    std::error_code ec;
+    fs::remove_all(staged, ec);
+    throw std::runtime_error("create " + (staged / "fs").string() + ": " + std::strerror(err));
+  }
+  return staged;
 }
 
 store::SnapshotInfo commitImportedLayer(store::SnapshotStore& store, const std::string& chainId,

@@ -103,6 +103,11 @@ class Importer {
 // the chain below `parent`, then the tree becomes COMMITTED snapshot "snapimport/<chainId>" (or
 // "...@<ns>" when that name is taken by the same chain on another parent) in one transaction
 // with the rename. `labels` must carry containerd.io/snapshot.ref = chainId. Throws StoreError.
+// Creates <stagingDir>/<prefix>XXXXXX holding an empty fs/ (0755): where one layer is built
+// before it is renamed into a snapshot. Throws naming the path that could not be made.
+std::filesystem::path makeStagingDir(const std::filesystem::path& stagingDir,
+                                     const std::string& prefix);
+
 store::SnapshotInfo commitImportedLayer(store::SnapshotStore& store, const std::string& chainId,
                                         const std::string& parent, const store::Labels& labels,
                                         const std::filesystem::path& staged,

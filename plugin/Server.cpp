@@ -15,6 +15,7 @@
 #include <stdexcept>
 
 #include "ContentService.h"
+#include "DiffService.h"
 #include "GrpcMetrics.h"
 #include "SnapshotService.h"
 #include "common/Log.h"
@@ -145,6 +146,8 @@ void Server::start() {
   }
   services_.push_back(std::make_unique<SnapshotService>(snapshots_, importer_, writes_));
   services_.push_back(std::make_unique<ContentService>(content_, writes_));
+  // Used only when containerd's config names it (a proxy plugin of type "diff", 1.7.4+ and 2.x).
+  services_.push_back(std::make_unique<DiffService>(snapshots_, content_, writes_));
 
   std::vector<grpc::Service*> services;
   for (auto& s : services_) services.push_back(s.get());

@@ -245,7 +245,10 @@ void WriteImporter::Tee::abandon(const char* reason, const std::string& why) {
 WriteImporter::WriteImporter(std::shared_ptr<store::SnapshotStore> snapshots,
                              std::shared_ptr<store::ContentStore> content,
                              WriteImportOptions options)
-    : snapshots_(std::move(snapshots)), content_(std::move(content)), options_(options) {}
+    : snapshots_(std::move(snapshots)),
+      content_(std::move(content)),
+      options_(options),
+      teeDeclined_(options.teeDeclined) {}
 
 WriteImporter::~WriteImporter() {
   std::unique_lock lock(mu_);
@@ -322,7 +325,7 @@ std::unique_ptr<WriteImporter::Tee> WriteImporter::beginWrite(const std::string&
     if (declined != declined_.end()) {
       bool recent = Clock::now() - declined->second < options_.stagedGrace;
       declined_.erase(declined);
-      if (recent && !options_.teeDeclined) return nullptr;  // containerd applies this one itself
+      if (recent && !teeDeclined_) return nullptr;  // containerd applies this one itself
     }
     if (active >= static_cast<size_t>(options_.maxConcurrent)) {
       // Counted outside the lock below.
@@ -378,15 +381,7 @@ void WriteImporter::run(std::shared_ptr<Entry> e) {
   unpack::Result result;
   std::string reason, error;
   try {
-    std::string tmpl = (snapshots_->stagingDir() / "write-XXXXXX").string();
-    if (!mkdtemp(tmpl.data())) {
-      throw std::runtime_error("create staging directory in " + snapshots_->stagingDir().string() +
-                               ": " + std::strerror(errno));
-    }
-    staged = tmpl;
-    if (mkdir((staged / "fs").c_str(), 0755) != 0 || chmod((staged / "fs").c_str(), 0755) != 0) {
-      throw std::runtime_error("create " + (staged / "fs").string() + ": " + std::strerror(errno));
-    }
+    staged = makeStagingDir(snapshots_->stagingDir(), "write-");
     TeeSource src(*e);
     std::string mediaType = src.mediaType();
     unpack::Options opts;

@@ -25,6 +25,7 @@
 // tree exists only for a blob whose digest and size the store checked. The tree's own diff_id
 // (computed by the pipeline) must give the chain ID containerd asked for, and must equal the
 // config's diff_id where the config was seen.
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
@@ -175,6 +176,11 @@ class WriteImporter {
   // Layers streaming in, unpacking or staged right now.
   size_t pending() const;
   const WriteImportOptions& options() const { return options_; }
+  // From now on layers containerd applies itself are teed too (WriteImportOptions::teeDeclined):
+  // the diff service calls this when containerd first sends it an Apply, so such a layer's tree
+  // is ready by the time its Apply comes, and nothing is unpacked for nobody while containerd is
+  // not configured to use the diff service.
+  void keepDeclinedLayers() { teeDeclined_ = true; }
 
  private:
   void run(std::shared_ptr<Entry> entry);
@@ -189,6 +195,7 @@ class WriteImporter {
   std::shared_ptr<store::ContentStore> content_;
   WriteImportOptions options_;
   WrittenImageIndex index_;
+  std::atomic<bool> teeDeclined_;
 
   mutable std::mutex mu_;
   std::condition_variable changed_;  // an entry changed state, or a worker ended

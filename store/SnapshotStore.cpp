@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <set>
@@ -56,10 +57,12 @@ bool isNumericName(const std::string& s) {
 // transaction that never committed (ids are only reused after a rollback), so it is replaced.
 void renameIntoPlace(const fs::path& built, const fs::path& final) {
   if (rename(built.c_str(), final.c_str()) == 0) return;
-  if (errno != EEXIST && errno != ENOTEMPTY) sysFail("rename " + built.string() + " to " + final.string());
+  if (errno != EEXIST && errno != ENOTEMPTY)
+    sysFail("rename " + built.string() + " to " + final.string());
   log::warn("replacing stale snapshot directory", {{"path", final.string()}});
   removeTree(final);
-  if (rename(built.c_str(), final.c_str()) != 0) sysFail("rename " + built.string() + " to " + final.string());
+  if (rename(built.c_str(), final.c_str()) != 0)
+    sysFail("rename " + built.string() + " to " + final.string());
 }
 
 // Removes a half-built directory unless released; keeps error paths from leaking directories.
@@ -81,10 +84,14 @@ class DirGuard {
 
 }  // namespace
 
-SnapshotStore::SnapshotStore(const fs::path& root) : SnapshotStore(root, detectOverlayOptions(root)) {}
+SnapshotStore::SnapshotStore(const fs::path& root)
+    : SnapshotStore(root, detectOverlayOptions(root)) {}
 
 SnapshotStore::SnapshotStore(const fs::path& root, OverlayOptions overlay)
-    : root_(root), snapshotsDir_(root / "snapshots"), stagingDir_(root / "staging"), overlay_(overlay) {
+    : root_(root),
+      snapshotsDir_(root / "snapshots"),
+      stagingDir_(root / "staging"),
+      overlay_(overlay) {
   std::error_code ec;
   fs::create_directories(root_, ec);
   if (ec) failSystem(kAreaSnapshots, "create root " + root_.string(), ec.value());
@@ -96,40 +103,45 @@ SnapshotStore::SnapshotStore(const fs::path& root, OverlayOptions overlay)
   db_ = std::make_unique<Database>(root_ / "meta.db");
   records_ = std::make_unique<SnapshotRecords>(*db_);
   size_t removed = cleanup();
-  if (removed) log::info("removed directories left without a record", {{"count", std::to_string(removed)}});
+  if (removed)
+    log::info("removed directories left without a record", {{"count", std::to_string(removed)}});
 }
 
 fs::path SnapshotStore::snapshotDir(int64_t id) const { return snapshotsDir_ / std::to_string(id); }
 fs::path SnapshotStore::fsDir(int64_t id) const { return snapshotDir(id) / "fs"; }
 
-std::vector<Mount> SnapshotStore::prepare(const std::string& key, const std::string& parent, const Labels& labels) {
+std::vector<Mount> SnapshotStore::prepare(const std::string& key, const std::string& parent,
+                                          const Labels& labels) {
   return create(Kind::Active, key, parent, labels);
 }
 
-std::vector<Mount> SnapshotStore::view(const std::string& key, const std::string& parent, const Labels& labels) {
+std::vector<Mount> SnapshotStore::view(const std::string& key, const std::string& parent,
+                                       const Labels& labels) {
   return create(Kind::View, key, parent, labels);
 }
 
-std::vector<Mount> SnapshotStore::create(Kind kind, const std::string& key, const std::string& parent,
-                                         const Labels& labels) {
+std::vector<Mount> SnapshotStore::create(Kind kind, const std::string& key,
+                                         const std::string& parent, const Labels& labels) {
   validateKey(key, "snapshot key");
   validateLabels(labels);
   std::lock_guard lock(mu_);
-  if (records_->find(key)) fail(ErrorClass::AlreadyExists, "snapshot \"" + key + "\" already exists");
+  if (records_->find(key))
+    fail(ErrorClass::AlreadyExists, "snapshot \"" + key + "\" already exists");
   SnapshotRecord parentRec;
   if (!parent.empty()) {
     auto p = records_->find(parent);
     if (!p) fail(ErrorClass::NotFound, "parent snapshot \"" + parent + "\" does not exist");
     if (p->info.kind != Kind::Committed) {
-      fail(ErrorClass::InvalidArgument, "parent snapshot \"" + parent + "\" is " + kindName(p->info.kind) +
-                                            ", not committed");
+      fail(ErrorClass::InvalidArgument,
+           "parent snapshot \"" + parent + "\" is " + kindName(p->info.kind) + ", not committed");
     }
     parentRec = *p;
   }
 
   // Build the directory under a temporary name first; only a complete one is ever renamed in.
   std::string tmpl = (snapshotsDir_ / "new-XXXXXX").string();
-  if (!mkdtemp(tmpl.data())) sysFail("create temporary snapshot directory in " + snapshotsDir_.string());
+  if (!mkdtemp(tmpl.data()))
+    sysFail("create temporary snapshot directory in " + snapshotsDir_.string());
   fs::path tmp = tmpl;
   DirGuard guard(tmp);
   makeDir(tmp / "fs", 0755);
@@ -139,7 +151,8 @@ std::vector<Mount> SnapshotStore::create(Kind kind, const std::string& key, cons
     struct stat st {};
     fs::path pfs = fsDir(parentRec.id);
     if (::stat(pfs.c_str(), &st) != 0) sysFail("stat parent directory " + pfs.string());
-    if (lchown((tmp / "fs").c_str(), st.st_uid, st.st_gid) != 0) sysFail("chown " + (tmp / "fs").string());
+    if (lchown((tmp / "fs").c_str(), st.st_uid, st.st_gid) != 0)
+      sysFail("chown " + (tmp / "fs").string());
   }
   crashPoint("prepare.dir-created");
 
@@ -171,8 +184,9 @@ std::vector<Mount> SnapshotStore::mounts(const std::string& key) {
   std::lock_guard lock(mu_);
   SnapshotRecord rec = records_->get(key);
   if (rec.info.kind == Kind::Committed) {
-    fail(ErrorClass::FailedPrecondition, "snapshot \"" + key + "\" is committed; mounts are only available for "
-                                         "active and view snapshots");
+    fail(ErrorClass::FailedPrecondition, "snapshot \"" + key +
+                                             "\" is committed; mounts are only available for "
+                                             "active and view snapshots");
   }
   return mountsFor(rec);
 }
@@ -186,10 +200,12 @@ void SnapshotStore::commit(const std::string& name, const std::string& key, cons
     std::lock_guard lock(mu_);
     SnapshotRecord rec = records_->get(key);
     if (rec.info.kind != Kind::Active) {
-      fail(ErrorClass::FailedPrecondition,
-           "snapshot \"" + key + "\" is " + kindName(rec.info.kind) + "; only active snapshots can be committed");
+      fail(ErrorClass::FailedPrecondition, "snapshot \"" + key + "\" is " +
+                                               kindName(rec.info.kind) +
+                                               "; only active snapshots can be committed");
     }
-    if (records_->find(name)) fail(ErrorClass::AlreadyExists, "snapshot \"" + name + "\" already exists");
+    if (records_->find(name))
+      fail(ErrorClass::AlreadyExists, "snapshot \"" + name + "\" already exists");
     id = rec.id;
   }
   // The tree walk can be long; it runs without the lock and the record is re-checked below.
@@ -199,9 +215,11 @@ void SnapshotStore::commit(const std::string& name, const std::string& key, cons
   std::lock_guard lock(mu_);
   SnapshotRecord rec = records_->get(key);
   if (rec.id != id || rec.info.kind != Kind::Active) {
-    fail(ErrorClass::FailedPrecondition, "snapshot \"" + key + "\" changed while it was being committed");
+    fail(ErrorClass::FailedPrecondition,
+         "snapshot \"" + key + "\" changed while it was being committed");
   }
-  if (records_->find(name)) fail(ErrorClass::AlreadyExists, "snapshot \"" + name + "\" already exists");
+  if (records_->find(name))
+    fail(ErrorClass::AlreadyExists, "snapshot \"" + name + "\" already exists");
   int64_t parentId = rec.parentId;
   if (!parent.empty() && parent != rec.info.parent) {
     if (rec.parentId != 0) {
@@ -242,7 +260,8 @@ SnapshotInfo SnapshotStore::stat(const std::string& key) {
   return records_->get(key).info;
 }
 
-SnapshotInfo SnapshotStore::update(const SnapshotInfo& info, const std::vector<std::string>& fieldpaths) {
+SnapshotInfo SnapshotStore::update(const SnapshotInfo& info,
+                                   const std::vector<std::string>& fieldpaths) {
   validateLabels(info.labels);
   std::lock_guard lock(mu_);
   SnapshotRecord rec = records_->get(info.name);
@@ -258,8 +277,8 @@ SnapshotInfo SnapshotStore::update(const SnapshotInfo& info, const std::vector<s
         auto it = info.labels.find(k);
         labels[k] = it == info.labels.end() ? std::string() : it->second;
       } else {
-        fail(ErrorClass::InvalidArgument,
-             "cannot update field \"" + path + "\" of snapshot \"" + info.name + "\": only labels can change");
+        fail(ErrorClass::InvalidArgument, "cannot update field \"" + path + "\" of snapshot \"" +
+                                              info.name + "\": only labels can change");
       }
     }
   }
@@ -303,8 +322,12 @@ SnapshotStore::Totals SnapshotStore::totals() {
         t.committedUsage.size += r.usage.size;
         t.committedUsage.inodes += r.usage.inodes;
         break;
-      case Kind::Active: ++t.active; break;
-      case Kind::View: ++t.views; break;
+      case Kind::Active:
+        ++t.active;
+        break;
+      case Kind::View:
+        ++t.views;
+        break;
     }
   });
   return t;
@@ -339,7 +362,8 @@ size_t SnapshotStore::cleanup() {
     std::error_code ec;
     fs::remove_all(p, ec);
     if (ec) {
-      log::warn("cannot remove orphan snapshot directory", {{"path", p.string()}, {"error", ec.message()}});
+      log::warn("cannot remove orphan snapshot directory",
+                {{"path", p.string()}, {"error", ec.message()}});
       continue;
     }
     ++removed;
@@ -348,7 +372,8 @@ size_t SnapshotStore::cleanup() {
   return removed;
 }
 
-std::optional<SnapshotInfo> SnapshotStore::findCommitted(const std::string& labelKey, const std::string& value,
+std::optional<SnapshotInfo> SnapshotStore::findCommitted(const std::string& labelKey,
+                                                         const std::string& value,
                                                          const std::string& parent) {
   std::lock_guard lock(mu_);
   auto names = records_->committedWithLabel(labelKey, value, parent);
@@ -366,13 +391,34 @@ std::vector<fs::path> SnapshotStore::chainFsDirs(const std::string& name) {
   return dirs;
 }
 
-SnapshotInfo SnapshotStore::commitStaged(const std::string& name, const std::string& parent, const Labels& labels,
-                                         const fs::path& staged) {
+std::optional<SnapshotStore::ActiveFs> SnapshotStore::activeByFsDir(const fs::path& dir) {
+  const fs::path d = dir.lexically_normal();
+  if (d.filename() != "fs" || d.parent_path().parent_path() != snapshotsDir_.lexically_normal())
+    return std::nullopt;
+  const std::string idText = d.parent_path().filename().string();
+  if (idText.empty() || idText.size() > 18 ||
+      !std::all_of(idText.begin(), idText.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  const int64_t id = std::stoll(idText);
+  std::lock_guard lock(mu_);
+  std::optional<SnapshotRecord> found;
+  records_->forEach([&](const SnapshotRecord& r) {
+    if (r.id == id) found = r;
+  });
+  if (!found || found->info.kind != Kind::Active) return std::nullopt;
+  ActiveFs out{found->info, fsDir(id), {}};
+  for (int64_t pid : records_->ancestorIds(*found)) out.lowers.push_back(fsDir(pid));
+  return out;
+}
+
+SnapshotInfo SnapshotStore::commitStaged(const std::string& name, const std::string& parent,
+                                         const Labels& labels, const fs::path& staged) {
   validateKey(name, "snapshot name");
   validateLabels(labels);
   Usage u = diskUsage(staged / "fs");
   std::lock_guard lock(mu_);
-  if (records_->find(name)) fail(ErrorClass::AlreadyExists, "snapshot \"" + name + "\" already exists");
+  if (records_->find(name))
+    fail(ErrorClass::AlreadyExists, "snapshot \"" + name + "\" already exists");
   int64_t parentId = 0;
   if (!parent.empty()) {
     SnapshotRecord p = records_->get(parent);

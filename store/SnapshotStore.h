@@ -25,7 +25,8 @@ class SnapshotStore {
   explicit SnapshotStore(const std::filesystem::path& root);
   SnapshotStore(const std::filesystem::path& root, OverlayOptions overlay);
 
-  std::vector<Mount> prepare(const std::string& key, const std::string& parent, const Labels& labels);
+  std::vector<Mount> prepare(const std::string& key, const std::string& parent,
+                             const Labels& labels);
   std::vector<Mount> view(const std::string& key, const std::string& parent, const Labels& labels);
   std::vector<Mount> mounts(const std::string& key);
   // `parent`, when not empty, rebases an active snapshot that has no parent (containerd 2.2+).
@@ -56,19 +57,29 @@ class SnapshotStore {
                                             const std::string& parent);
   // fs/ directories of a committed snapshot and its ancestors, nearest first; empty for "".
   std::vector<std::filesystem::path> chainFsDirs(const std::string& name);
+  // The ACTIVE snapshot whose fs/ directory is `dir` (the upperdir or bind source its mounts
+  // name), with the fs/ directories of its ancestors, nearest first. nullopt when `dir` is no
+  // active snapshot's fs/ (another snapshotter's path, a view, a committed snapshot).
+  struct ActiveFs {
+    SnapshotInfo info;
+    std::filesystem::path fs;
+    std::vector<std::filesystem::path> lowers;
+  };
+  std::optional<ActiveFs> activeByFsDir(const std::filesystem::path& dir);
   // Where imports are built; on the snapshots' filesystem so a finished one is renamed in.
   const std::filesystem::path& stagingDir() const { return stagingDir_; }
   // Turns a fully built directory `staged` (holding fs/) into a COMMITTED snapshot `name` on
   // `parent`, in one transaction with the rename. Usage is computed from the staged tree.
-  SnapshotInfo commitStaged(const std::string& name, const std::string& parent, const Labels& labels,
-                            const std::filesystem::path& staged);
+  SnapshotInfo commitStaged(const std::string& name, const std::string& parent,
+                            const Labels& labels, const std::filesystem::path& staged);
 
   const std::filesystem::path& root() const { return root_; }
   std::filesystem::path snapshotDir(int64_t id) const;
   const OverlayOptions& overlayOptions() const { return overlay_; }
 
  private:
-  std::vector<Mount> create(Kind kind, const std::string& key, const std::string& parent, const Labels& labels);
+  std::vector<Mount> create(Kind kind, const std::string& key, const std::string& parent,
+                            const Labels& labels);
   std::vector<Mount> mountsFor(const SnapshotRecord& rec);
   std::filesystem::path fsDir(int64_t id) const;
 

@@ -740,6 +740,19 @@ disabled_plugins = $(si_containerd_disabled_plugins)
 EOF
     si_containerd_private_tables
     if [ -n "$proxy_sock" ]; then
+      # SI_DIFF_PROXY=1 (1.7.4+, 2.x): snapimport's diff service applies layers into its own
+      # snapshots; containerd's diff service tries it first and its walking differ after it.
+      if [ "${SI_DIFF_PROXY:-0}" = 1 ]; then
+        cat <<EOF
+
+[proxy_plugins.snapimport-diff]
+  type = "diff"
+  address = "$proxy_sock"
+
+[plugins."io.containerd.service.v1.diff-service"]
+  default = ["snapimport-diff", "walking"]
+EOF
+      fi
       cat <<EOF
 
 [proxy_plugins.snapimport]
@@ -810,13 +823,16 @@ EOF
 [plugins."io.containerd.transfer.v1.local"]
   config_path = "${SI_HOSTS_DIR:-$SI_WORK/certs.d}"
 EOF
-      local sn
+      local sn differ
       for sn in ${proxy_sock:+snapimport} overlayfs; do
+        # The transfer service calls the one differ named here (no fallback to the next).
+        differ=walking
+        [ "$sn" = snapimport ] && [ "${SI_DIFF_PROXY:-0}" = 1 ] && differ=snapimport-diff
         cat <<EOF
   [[plugins."io.containerd.transfer.v1.local".unpack_config]]
     platform = "linux/$(si_goarch)"
     snapshotter = "$sn"
-    differ = "walking"
+    differ = "$differ"
 EOF
       done
     fi

@@ -30,7 +30,8 @@ TEST(ErrorMapping, AFullDiskIsResourceExhaustedWithItsMessage) {
 }
 
 TEST(ErrorMapping, GuardedKeepsMessageAndNeverThrows) {
-  grpc::Status s = guarded([]() -> grpc::Status { store::fail(ErrorClass::NotFound, "snapshot \"x\" does not exist"); });
+  grpc::Status s = guarded(
+      []() -> grpc::Status { store::fail(ErrorClass::NotFound, "snapshot \"x\" does not exist"); });
   EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_EQ(s.error_message(), "snapshot \"x\" does not exist");
   grpc::Status t = guarded([]() -> grpc::Status { throw std::runtime_error("disk on fire"); });

@@ -1,11 +1,10 @@
 #include "plugin/Importer.h"
 
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include <fstream>
 #include <sstream>
-
-#include <gtest/gtest.h>
 
 #include "../store/TempDir.h"
 #include "plugin/ChainId.h"
@@ -63,8 +62,10 @@ class ImporterTest : public ::testing::Test {
     sh("mkdir -p " + (src / "l0/a").string() + " " + (src / "l1/a").string());
     sh("echo one > " + (src / "l0/a/x").string() + " && chmod 0750 " + (src / "l0/a").string());
     sh("echo two > " + (src / "l1/a/y").string());
-    sh("tar --sort=name -C " + (src / "l0").string() + " -cf " + (tmp.path() / "l0.tar").string() + " a a/x");
-    sh("tar --sort=name -C " + (src / "l1").string() + " -cf " + (tmp.path() / "l1.tar").string() + " a/y");
+    sh("tar --sort=name -C " + (src / "l0").string() + " -cf " + (tmp.path() / "l0.tar").string() +
+       " a a/x");
+    sh("tar --sort=name -C " + (src / "l1").string() + " -cf " + (tmp.path() / "l1.tar").string() +
+       " a/y");
     std::vector<std::string> diffIds;
     for (const char* l : {"l0", "l1"}) {
       fs::path tar = tmp.path() / (std::string(l) + ".tar");
@@ -101,10 +102,12 @@ class ImporterTest : public ::testing::Test {
 
 TEST_F(ImporterTest, ImportsEveryLayerOnTheExpectedParent) {
   Importer importer(store, fetcher, {});
-  ASSERT_EQ(importer.prepare("ns/1/extract-1 " + chains[0], "", labelsFor(0)), Importer::Outcome::Imported);
+  ASSERT_EQ(importer.prepare("ns/1/extract-1 " + chains[0], "", labelsFor(0)),
+            Importer::Outcome::Imported);
   std::string base = committedName(0, "");
   ASSERT_FALSE(base.empty());
-  ASSERT_EQ(importer.prepare("ns/2/extract-2 " + chains[1], base, labelsFor(1)), Importer::Outcome::Imported);
+  ASSERT_EQ(importer.prepare("ns/2/extract-2 " + chains[1], base, labelsFor(1)),
+            Importer::Outcome::Imported);
   std::string top = committedName(1, base);
   ASSERT_FALSE(top.empty());
   EXPECT_EQ(store->stat(top).parent, base);
@@ -180,8 +183,10 @@ TEST_F(ImporterTest, UnclaimedStagedLayersAreCleanedUp) {
   Importer importer(store, fetcher, {});
   ASSERT_EQ(importer.prepare("k", "", labelsFor(0)), Importer::Outcome::Imported);
   // Layer 1 was prefetched but its Prepare never comes (the pull was cancelled).
-  for (int i = 0; i < 200 && fetcher->opened.load() < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  for (int i = 0; i < 200 && stagingEmpty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 200 && fetcher->opened.load() < 2; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 200 && stagingEmpty(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_EQ(importer.cleanupStaged(false), 0u);  // still within the grace period
   for (int i = 0; i < 200 && importer.cleanupStaged(true) == 0; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -191,7 +196,10 @@ TEST_F(ImporterTest, UnclaimedStagedLayersAreCleanedUp) {
 
 TEST(ImportLabels, NeedsAllFourWellFormed) {
   std::string d = "sha256:" + std::string(64, 'a');
-  store::Labels l = {{kLabelSnapshotRef, d}, {kLabelImageRef, "r/x:1"}, {kLabelManifestDigest, d}, {kLabelLayerDigest, d}};
+  store::Labels l = {{kLabelSnapshotRef, d},
+                     {kLabelImageRef, "r/x:1"},
+                     {kLabelManifestDigest, d},
+                     {kLabelLayerDigest, d}};
   auto parsed = ImportLabels::from(l);
   ASSERT_TRUE(parsed);
   EXPECT_EQ(parsed->imageLayers, std::vector<std::string>{d});
@@ -206,7 +214,8 @@ TEST(ChainId, FollowsTheOciDefinition) {
   auto c = chainIds({a, b});
   EXPECT_EQ(c[0], a);
   EXPECT_EQ(c[1], sha256Digest(a + " " + b));
-  EXPECT_EQ(sha256Digest(""), "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(sha256Digest(""),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 }
 
 }  // namespace
