@@ -26,6 +26,7 @@ int runContainerd(const ContainerdFlags& f) {
     o.root = f.root.empty() ? daemon.root : f.root;
     o.hostsDir = f.hostsDir.empty() ? defaultContainerdHostsDir(o.configVersion) : f.hostsDir;
     o.platform = hostUnpackPlatform();
+    o.diffService = containerdTakesDiffProxy(f.release);
     std::cout << renderContainerdSnippet(o) << std::flush;
     return 0;
   } catch (const std::exception& e) {

@@ -44,9 +44,27 @@ void requireAbsolute(const std::string& what, const std::string& path) {
     throw SnippetError(what + " must be an absolute path, not \"" + path + "\"");
 }
 
+// The diff proxy's entry under [proxy_plugins] and the diff service's differ order.
+std::string diffProxy(const std::string& address) {
+  return R"(  [proxy_plugins.snapimport-diff]
+    type = "diff"
+    address = )" +
+         address + "\n";
+}
+constexpr const char* kDiffServiceOrder = R"(
+# Layers containerd applies itself (`ctr image pull`, the first layer of a pull): its diff
+# service tries snapimport's differ first, which unpacks the blob from snapimport's own content
+# store into its own snapshot, with no mount. It answers NotImplemented for anything else (another
+# snapshotter's mounts, an encrypted layer), and the walking differ goes on as before.
+[plugins."io.containerd.service.v1.diff-service"]
+  default = ["snapimport-diff", "walking"]
+)";
+
 std::string version2(const ContainerdSnippetOptions& o) {
   const std::string address = quoted("--address", o.address);
-  return R"(# snapimport for containerd 1.6 and 1.7 (config version 2). Merge these keys into
+  return std::string(o.diffService ? "# snapimport for containerd 1.7.4 and later 1.7 releases"
+                                   : "# snapimport for containerd 1.6 (and 1.7 before 1.7.4)") +
+         R"( (config version 2). Merge these keys into
 # /etc/containerd/config.toml (or add this file to its top-level `imports = [...]`), keep the
 # address in step with `address` in /etc/snapimport/config.toml, then restart containerd.
 version = 2
@@ -64,8 +82,7 @@ disabled_plugins = ["io.containerd.content.v1.content"]
   [proxy_plugins.snapimport-content]
     type = "content"
     address = )" +
-         address + R"(
-
+         address + "\n" + (o.diffService ? diffProxy(address) + kDiffServiceOrder : "") + R"(
 # CRI (kubelet) pulls: use snapimport, and pass it the layer annotations
 # (containerd.io/snapshot/cri.*) the importer needs to fetch layers itself.
 [plugins."io.containerd.grpc.v1.cri".containerd]
@@ -84,10 +101,14 @@ std::string version3(const ContainerdSnippetOptions& o) {
   const std::string hostsDir = quoted("--hosts-dir", o.hostsDir);
   const std::string platform = quoted("the platform", o.platform);
   std::string unpack;
-  for (const char* snapshotter : {"snapimport", "overlayfs"}) {
+  for (const std::string snapshotter : {"snapimport", "overlayfs"}) {
+    // The transfer service calls this one differ, with no fallback to another.
+    const char* differ =
+        snapshotter == "snapimport" && o.diffService ? "snapimport-diff" : "walking";
     unpack += R"(  [[plugins."io.containerd.transfer.v1.local".unpack_config]]
     platform = )" +
-              platform + "\n    snapshotter = \"" + snapshotter + "\"\n    differ = \"walking\"\n";
+              platform + "\n    snapshotter = \"" + snapshotter + "\"\n    differ = \"" + differ +
+              "\"\n";
   }
   return R"(# snapimport for containerd 2.x (config version 3). Merge these keys into
 # /etc/containerd/config.toml (or add this file to its top-level `imports = [...]`), keep the
@@ -116,8 +137,7 @@ disabled_plugins = ["io.containerd.content.v1.content"]
   [proxy_plugins.snapimport-content]
     type = "content"
     address = )" +
-         address + R"(
-
+         address + "\n" + (o.diffService ? diffProxy(address) + kDiffServiceOrder : "") + R"(
 # CRI (kubelet) pulls: unpack into snapimport.
 [plugins."io.containerd.cri.v1.images"]
   snapshotter = "snapimport"
@@ -153,6 +173,15 @@ int containerdConfigVersion(const std::string& release) {
     return 3;
   throw SnippetError("unknown containerd version \"" + release + "\": use one of " +
                      kContainerdVersions);
+}
+
+bool containerdTakesDiffProxy(const std::string& release) {
+  if (containerdConfigVersion(release) == 3) return true;
+  std::string_view v = release;
+  if (v.starts_with('v')) v.remove_prefix(1);
+  std::vector<std::string_view> parts = splitOn(v, '.');
+  if (parts[1] != "7") return false;  // 1.6
+  return parts.size() < 3 || std::stoi(std::string(parts[2])) >= 4;
 }
 
 std::string defaultContainerdHostsDir(int configVersion) {

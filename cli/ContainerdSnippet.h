@@ -25,6 +25,9 @@ struct ContainerdSnippetOptions {
   std::string root;      // snapimport's root (2.x: exports.root, the filesystem CRI reports)
   std::string hostsDir;  // hosts.toml directory (config_path); a ':' list only for version 2
   std::string platform;  // "linux/amd64": the transfer service's unpack platform (2.x)
+  // snapimport's diff service as containerd's first differ (1.7.4+ and 2.x; 1.6 refuses a
+  // proxy plugin of type "diff" and does not start).
+  bool diffService = false;
 };
 
 // The releases --version accepts, for help and errors.
@@ -34,6 +37,10 @@ inline constexpr const char* kContainerdVersions = "1.6, 1.7, 2.0, 2.1, 2.x";
 // "v", as `containerd --version` prints them) -> 2 or 3. Throws SnippetError listing the
 // accepted ones otherwise.
 int containerdConfigVersion(const std::string& release);
+
+// Whether `release` (as containerdConfigVersion accepts it) takes a proxy plugin of type "diff":
+// 1.7.4 and later ("1.7" means the current 1.7), every 2.x.
+bool containerdTakesDiffProxy(const std::string& release);
 
 // The hosts directory containerd reads by default with the packaged snippet.
 std::string defaultContainerdHostsDir(int configVersion);

@@ -67,4 +67,32 @@ run() {
 si_step "ctr run the imported image" run
 grep -qx "$SI_IMG_MARKER" "$SI_WORK/logs/run.out" || fail "the container did not print the top-layer marker"
 
+# `ctr images pull` of an image with one more layer: containerd applies that layer itself on 1.6;
+# on 1.7 and 2.x the snippet puts snapimport's differ first and containerd applies none.
+OCI2=$SI_WORK/oci2
+cp -a "$OCI" "$OCI2"
+si_step "add a layer for the ctr pull" si_imp_add_layer "$OCI2" v1 ctrlayer
+REF2=$SI_REGISTRY/test/snippet-ctr:v1
+si_step "push it to $REF2" si_push_image "$OCI2" v1 "$REF2"
+before=$(si_imp_applied_count)
+ctr_pull() {
+  si_ctr -n k8s.io images pull --snapshotter snapimport "$REF2" >"$SI_WORK/logs/ctr-pull.out" 2>&1 ||
+    { tail -n 20 "$SI_WORK/logs/ctr-pull.out" >&2; return 1; }
+}
+si_step "ctr images pull $REF2" ctr_pull
+ctr_applied=$(( $(si_imp_applied_count) - before ))
+by_diff=$(grep -c 'msg="applied layer"' "$SI_SNAPIMPORT_LOG" || true)
+si_log "ctr pull: containerd applied $ctr_applied layers, snapimport's diff service $by_diff"
+if [ "$SI_CONTAINERD_VERSION" = 1.6 ]; then
+  [ "$ctr_applied" -eq 1 ] || fail "containerd 1.6 applied $ctr_applied layers of the ctr pull, want 1 (its own path)"
+else
+  [ "$ctr_applied" -eq 0 ] || fail "with the snippet, containerd $SI_CONTAINERD_VERSION applied $ctr_applied layers of the ctr pull itself, want 0"
+fi
+run2() {
+  si_ctr_run k8s.io --rm --snapshotter snapimport "$REF2" snippet-2 /bin/cat /layers/ctrlayer.txt \
+    >"$SI_WORK/logs/run2.out" 2>"$SI_WORK/logs/run2.err" || { cat "$SI_WORK/logs/run2.err" >&2; return 1; }
+}
+si_step "ctr run the ctr-pulled image" run2
+grep -qx "layer ctrlayer" "$SI_WORK/logs/run2.out" || fail "the ctr-pulled image's top layer is wrong in the container"
+
 si_log "PASS: snapimport config containerd --version $snippet_version works verbatim on containerd $SI_CONTAINERD_VERSION"

@@ -116,6 +116,45 @@ TEST(ContainerdSnippet, Version3HasExportsCriImagesAndTransferUnpack) {
   EXPECT_FALSE(t["plugins"]["io.containerd.grpc.v1.cri"]);
 }
 
+TEST(ContainerdSnippet, ReleasesThatTakeADiffProxy) {
+  for (const char* v : {"1.7", "1.7.4", "v1.7.24", "2.0", "2.1.9", "2.x", "2"})
+    EXPECT_TRUE(containerdTakesDiffProxy(v)) << v;
+  for (const char* v : {"1.6", "1.6.20", "1.7.0", "1.7.3"})
+    EXPECT_FALSE(containerdTakesDiffProxy(v)) << v;
+}
+
+// The diff proxy: first in the diff service's list (1.7 and 2.x local pulls), the differ of the
+// transfer service's snapimport unpack (2.x), absent for 1.6 (which refuses type "diff").
+TEST(ContainerdSnippet, DiffServiceFirstWhereContainerdTakesIt) {
+  for (int version : {2, 3}) {
+    ContainerdSnippetOptions o = defaults(version);
+    o.address = "/run/si/si.sock";
+    toml::table off = toml::parse(renderContainerdSnippet(o));
+    EXPECT_FALSE(off["proxy_plugins"]["snapimport-diff"]) << version;
+    EXPECT_FALSE(off["plugins"]["io.containerd.service.v1.diff-service"]) << version;
+    o.diffService = true;
+    toml::table t = toml::parse(renderContainerdSnippet(o));
+    EXPECT_EQ(t["proxy_plugins"]["snapimport-diff"]["type"].value<std::string>(), "diff");
+    EXPECT_EQ(t["proxy_plugins"]["snapimport-diff"]["address"].value<std::string>(),
+              "/run/si/si.sock");
+    auto* order = t["plugins"]["io.containerd.service.v1.diff-service"]["default"].as_array();
+    ASSERT_NE(order, nullptr) << version;
+    ASSERT_EQ(order->size(), 2u);
+    EXPECT_EQ((*order)[0].value<std::string>(), "snapimport-diff");
+    EXPECT_EQ((*order)[1].value<std::string>(), "walking");
+    if (version == 3) {
+      auto* unpack = t["plugins"]["io.containerd.transfer.v1.local"]["unpack_config"].as_array();
+      ASSERT_NE(unpack, nullptr);
+      for (const auto& entry : *unpack) {
+        const toml::table& e = *entry.as_table();
+        EXPECT_EQ(
+            e["differ"].value<std::string>(),
+            e["snapshotter"].value<std::string>() == "snapimport" ? "snapimport-diff" : "walking");
+      }
+    }
+  }
+}
+
 TEST(ContainerdSnippet, Version3RefusesAHostsDirList) {
   ContainerdSnippetOptions o = defaults(3);
   o.hostsDir = "/etc/containerd/certs.d:/etc/docker/certs.d";
@@ -169,7 +208,9 @@ TEST(ContainerdSnippet, PackagedFilesAreTheDefaultOutput) {
         std::pair{"config-2.x.toml", "2.x"}}) {
     std::string packaged = readFile(dir + file);
     ASSERT_FALSE(packaged.empty()) << dir + file << " is missing or empty";
-    EXPECT_EQ(packaged, renderContainerdSnippet(defaults(containerdConfigVersion(release))))
+    ContainerdSnippetOptions o = defaults(containerdConfigVersion(release));
+    o.diffService = containerdTakesDiffProxy(release);
+    EXPECT_EQ(packaged, renderContainerdSnippet(o))
         << file << " differs from `snapimport config containerd --version " << release
         << "`; regenerate it with that command";
   }
