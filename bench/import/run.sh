@@ -14,8 +14,15 @@
 #   BENCH_SCALE      image size factor (default 1: ~600 MB / 1.6 GB large image, 100k-file small one)
 #   BENCH_ROUNDS     rounds per image and mode (default 3)
 #   BENCH_IMAGES     which images, in order (default "large small")
-#   BENCH_MODES      which paths, each PATH@RELEASE with PATH containerd|snapimport and RELEASE 1.6|2.1
-#                    (default "containerd@1.6 snapimport@1.6 containerd@2.1 snapimport@2.1")
+#   BENCH_MODES      which paths, each PATH@RELEASE with PATH containerd|snapimport and RELEASE
+#                    1.6|1.7|2.1 (default "containerd@1.6 snapimport@1.6 containerd@2.1 snapimport@2.1")
+#   BENCH_PULL       cri (default): CRI PullImage (`snapimport pull`); ctr: `ctr images pull`
+#                    (1.6, 1.7: its local pull; 2.1: the transfer service)
+#   BENCH_ANNOTATIONS 1 (default): snapimport rounds pass CRI's layer labels (the importer fetches);
+#                    0: they do not (CRI snapshot annotations off, 2.x exports not asking), so
+#                    snapimport imports from containerd's writes
+#   BENCH_DIFF       1: snapimport rounds on 1.7 and 2.1 also configure snapimport's diff service
+#                    (proxy plugin snapimport-diff first in containerd's differ list); 0 (default)
 #   BENCH_PROFILE    1 (default): one extra, untimed snapimport round of the first image under
 #                    `perf record -a`; 0: no profile
 #   BENCH_WORK       where built images are cached (default /var/tmp/snapimport-bench)
@@ -43,10 +50,15 @@ read -r -a IMAGES <<<"${BENCH_IMAGES:-large small}"
 PROFILE=${BENCH_PROFILE:-1}
 read -r -a MODES <<<"${BENCH_MODES:-containerd@1.6 snapimport@1.6 containerd@2.1 snapimport@2.1}"
 for m in "${MODES[@]}"; do
-  case "$m" in containerd@1.6 | snapimport@1.6 | containerd@2.1 | snapimport@2.1) ;;
-    *) si_die "BENCH_MODES: unknown mode '$m' (containerd@1.6 snapimport@1.6 containerd@2.1 snapimport@2.1)" ;;
+  case "$m" in containerd@1.6 | snapimport@1.6 | containerd@1.7 | snapimport@1.7 | containerd@2.1 | snapimport@2.1) ;;
+    *) si_die "BENCH_MODES: unknown mode '$m' (PATH@RELEASE: containerd or snapimport @ 1.6, 1.7 or 2.1)" ;;
   esac
 done
+PULL=${BENCH_PULL:-cri}
+case "$PULL" in cri | ctr) ;; *) si_die "BENCH_PULL=$PULL: expected cri or ctr" ;; esac
+ANNOTATIONS=${BENCH_ANNOTATIONS:-1}
+DIFF=${BENCH_DIFF:-0}
+[ "$PULL" = cri ] || ANNOTATIONS=0 # ctr passes no CRI labels (2.1: exports must not ask either)
 BENCH_WORK=${BENCH_WORK:-/var/tmp/snapimport-bench}
 SNAPIMPORT_BIN=${SNAPIMPORT_BIN:-$REPO/${BUILD_DIR:-build}/cli/snapimport}
 case "$SNAPIMPORT_BIN" in /*) ;; *) SNAPIMPORT_BIN=$REPO/$SNAPIMPORT_BIN ;; esac
@@ -118,13 +130,17 @@ start_daemons() { # MODE (PATH@RELEASE)
     } >"$SI_WORK/snapimport.toml"
     si_start_snapimport --config "$SI_WORK/snapimport.toml" --log-level info
     export SI_CRI_SNAPSHOTTER=snapimport
+    export SI_CRI_ANNOTATIONS=$ANNOTATIONS
+    export SI_CONTAINERD_REMOTE_ANNOTATIONS=$([ "$ANNOTATIONS" = 1 ] && echo true || echo false)
+    export SI_DIFF_PROXY=0
+    [ "$DIFF" != 1 ] || [ "${1#*@}" = 1.6 ] || SI_DIFF_PROXY=1
     export SI_CONTAINERD_DISABLED_EXTRA="io.containerd.content.v1.content"
     export SI_CONTAINERD_EXTRA_CONFIG="[proxy_plugins.snapimport-content]
   type = \"content\"
   address = \"$SI_SNAPIMPORT_SOCK\""
   else
     SI_SNAPIMPORT_SOCK= SI_SNAPIMPORT_PID=
-    export SI_CRI_SNAPSHOTTER=overlayfs
+    export SI_CRI_SNAPSHOTTER=overlayfs SI_DIFF_PROXY=0
     export SI_CONTAINERD_DISABLED_EXTRA=""
     export SI_CONTAINERD_EXTRA_CONFIG=""
   fi
@@ -170,12 +186,19 @@ bench_round() {
     creds=(--creds "$CREDS")
     [ "${mode%@*}" != snapimport ] || endpoint=unix://$SI_WORK/cri-proxy.sock
   fi
-  timeout 1800 "$SNAPIMPORT_BIN" pull --image-endpoint "$endpoint" "${creds[@]}" "${REF[$img]}" \
-    >"$SI_WORK/logs/pull.$tag.out" 2>&1 || rc=$?
+  if [ "$PULL" = ctr ]; then
+    local sn=overlayfs
+    [ "${mode%@*}" != snapimport ] || sn=snapimport
+    SI_CTR_TIMEOUT=1800 si_ctr -n k8s.io images pull --snapshotter "$sn" ${CREDS:+--user "$CREDS"} \
+      "${REF[$img]}" >"$SI_WORK/logs/pull.$tag.out" 2>&1 || rc=$?
+  else
+    timeout 1800 "$SNAPIMPORT_BIN" pull --image-endpoint "$endpoint" "${creds[@]}" "${REF[$img]}" \
+      >"$SI_WORK/logs/pull.$tag.out" 2>&1 || rc=$?
+  fi
   t1=$(date +%s.%N)
   local secs
   secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
-  if [ "$rc" -ne 0 ] || ! grep -q "^1 pulled, 0 failed" "$SI_WORK/logs/pull.$tag.out"; then
+  if [ "$rc" -ne 0 ] || { [ "$PULL" = cri ] && ! grep -q "^1 pulled, 0 failed" "$SI_WORK/logs/pull.$tag.out"; }; then
     cat "$SI_WORK/logs/pull.$tag.out" >&2
     si_fail "$mode pull of ${REF[$img]} failed (exit $rc)"
     return 1
@@ -187,7 +210,8 @@ bench_round() {
   if [ "${mode%@*}" = snapimport ]; then
     cpu_s=$(awk -v a="$s0" -v b="$(cpu_ticks "$SI_SNAPIMPORT_PID")" -v hz="$hz" 'BEGIN { printf "%.1f", (b - a) / hz }')
     hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SI_SNAPIMPORT_PID/status")
-    imported=$(grep -c 'msg="imported layer"' "$SI_SNAPIMPORT_LOG" || true)
+    # From the registry, from containerd's writes, or applied by the diff service.
+    imported=$(grep -c -E "msg=\"(imported layer|imported layer from containerd's write|applied layer)\"" "$SI_SNAPIMPORT_LOG" || true)
     curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics" >"$SI_WORK/logs/metrics.$tag.txt" 2>/dev/null || true
     if [ "$imported" -ne "${NLAYERS[$img]}" ]; then
       si_warn "snapimport imported $imported of ${NLAYERS[$img]} layers (the rest fell back to containerd); see $SI_SNAPIMPORT_LOG"
@@ -228,7 +252,7 @@ col() { awk -F'\t' -v i="$1" -v m="$2" -v c="$3" '$1 == i && $2 == m { print $c 
 
 {
   echo
-  echo "== snapimport import benchmark: cold CRI pull + unpack, $ROUNDS rounds each, scale $SCALE, $(nproc) cores, $([ "$AUTH" = 1 ] && echo "private registry, credentials through CRI only" || echo "anonymous registry") =="
+  echo "== snapimport import benchmark: cold $([ "$PULL" = ctr ] && echo "ctr images pull" || echo "CRI pull") + unpack, $ROUNDS rounds each, scale $SCALE, $(nproc) cores, $([ "$AUTH" = 1 ] && echo "private registry, credentials through CRI only" || echo "anonymous registry"), layer labels $([ "$ANNOTATIONS" = 1 ] && echo on || echo off), diff service $([ "$DIFF" = 1 ] && echo "on (1.7, 2.1)" || echo off) =="
   echo "   snapimport $("$SNAPIMPORT_BIN" --version 2>/dev/null | head -n1); containerd releases: $(for m in "${MODES[@]}"; do echo "${m#*@}"; done | sort -u | tr '\n' ' ')"
   for img in "${IMAGES[@]}"; do
     echo
@@ -247,7 +271,17 @@ col() { awk -F'\t' -v i="$1" -v m="$2" -v c="$3" '$1 == i && $2 == m { print $c 
       fi
     done
     # Every snapimport path against every native path of the run; the goals are the issues'.
-    local_goal() { case "$1" in containerd@1.6) echo 0.25 ;; containerd@2.1) echo 0.30 ;; esac; }
+    # Labelled CRI pulls: the import floor. Pulls without labels ("Every pull at importer speed"):
+    # never slower than containerd (1.6's ctr pull, where only the content path helps), else half.
+    local_goal() {
+      if [ "$ANNOTATIONS" = 1 ]; then
+        case "$1" in containerd@1.6) echo 0.25 ;; containerd@2.1) echo 0.30 ;; *) echo - ;; esac
+      elif [ "$PULL" = ctr ] && [ "$1" = containerd@1.6 ]; then
+        echo 1.0
+      else
+        echo 0.5
+      fi
+    }
     for sm in "${MODES[@]}"; do
       [ "${sm%@*}" = snapimport ] || continue
       for cm in "${MODES[@]}"; do
