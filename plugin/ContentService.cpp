@@ -111,7 +111,9 @@ grpc::Status ContentService::Delete(grpc::ServerContext*,
                                     const contentv1::DeleteContentRequest* req,
                                     google::protobuf::Empty*) {
   return guarded([&] {
-    store_->remove(Digest::parse(req->digest()));
+    Digest digest = Digest::parse(req->digest());
+    store_->remove(digest);
+    if (writes_) writes_->blobDeleted(digest.str());
     return grpc::Status::OK;
   });
 }

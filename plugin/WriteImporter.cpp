@@ -321,6 +321,20 @@ std::unique_ptr<WriteImporter::Tee> WriteImporter::beginWrite(const std::string&
     for (const auto& [d, x] : entries_) {
       if (x->state == Entry::State::Streaming || x->state == Entry::State::Unpacking) ++active;
     }
+    if (!teeDeclined_ && !options_.teeWithoutUnpacker) {
+      bool unpacker = false;
+      const auto now = Clock::now();
+      for (auto it = unpacking_.begin(); it != unpacking_.end();) {
+        if (now - it->second > options_.stagedGrace) {
+          it = unpacking_.erase(it);
+          continue;
+        }
+        if (index_.lists(it->first, expected)) unpacker = true;
+        ++it;
+      }
+      // containerd applies this layer itself, after the whole image is fetched.
+      if (!unpacker) return nullptr;
+    }
     auto declined = declined_.find(expected);
     if (declined != declined_.end()) {
       bool recent = Clock::now() - declined->second < options_.stagedGrace;
@@ -458,6 +472,8 @@ void WriteImporter::run(std::shared_ptr<Entry> e) {
     ++stats_.failed;
     if (failedWrites_.size() > 4096) failedWrites_.clear();
     failedWrites_.insert(e->digest);
+    if (failedAt_.size() > 4096) failedAt_.clear();
+    failedAt_[e->digest] = e->finishedAt;
     auto it = entries_.find(e->digest);
     if (it != entries_.end() && it->second == e) entries_.erase(it);
   }
@@ -567,6 +583,14 @@ std::optional<WriteImporter::StagedLayer> WriteImporter::waitAndTake(
   return out;
 }
 
+bool WriteImporter::imageWriteFailedLocked(const std::string& manifest,
+                                           Clock::time_point since) const {
+  for (const auto& [digest, at] : failedAt_) {
+    if (at >= since && index_.lists(manifest, digest)) return true;
+  }
+  return false;
+}
+
 void WriteImporter::finishImage(const std::string& manifest) {
   std::string ref;
   {
@@ -598,6 +622,10 @@ WriteImporter::Outcome WriteImporter::prepare(const std::string& key, const std:
     std::optional<WrittenImageIndex::ExpectedLayer> expected = index_.layerAt(parentChain, chainId);
 
     std::unique_lock lock(mu_);
+    if (expected) {
+      if (unpacking_.size() > 4096) unpacking_.clear();
+      unpacking_[expected->manifest] = Clock::now();
+    }
     std::shared_ptr<Entry> e;
     // A staged tree proves its own diff_id; one still streaming is known by its config's.
     for (const auto& [d, x] : entries_) {
@@ -620,7 +648,10 @@ WriteImporter::Outcome WriteImporter::prepare(const std::string& key, const std:
          content_->contains(store::Digest::parse(expected->below))) &&
         !content_->contains(store::Digest::parse(expected->blobDigest)) &&
         !failedWrites_.count(expected->blobDigest)) {
+      log::debug("Prepare waits for the layer's write to begin",
+                 {{"key", key}, {"layer", expected->blobDigest}});
       const auto deadline = Clock::now() + startWait;
+      const auto waitFrom = Clock::now() - startWait;
       const store::Digest blob = store::Digest::parse(expected->blobDigest);
       while (!stopping_ && Clock::now() < deadline && !(cancelled && cancelled())) {
         auto it = entries_.find(expected->blobDigest);
@@ -630,6 +661,9 @@ WriteImporter::Outcome WriteImporter::prepare(const std::string& key, const std:
         }
         // Its write went by without a tee (failed, or committed untouched): nothing to wait for.
         if (failedWrites_.count(expected->blobDigest) || content_->contains(blob)) break;
+        // Another layer's write of this image failed (a corrupt blob, a registry error): the
+        // pull is failing, and containerd 2.x waits for this Prepare before it reports that.
+        if (imageWriteFailedLocked(expected->manifest, waitFrom)) break;
         changed_.wait_for(lock, std::chrono::milliseconds(50));
       }
     }
@@ -644,6 +678,8 @@ WriteImporter::Outcome WriteImporter::prepare(const std::string& key, const std:
       return Outcome::Fallback;
     }
     layer = e->digest;
+    log::debug("Prepare waits for the layer unpacked from its write",
+               {{"key", key}, {"layer", layer}});
     auto staged = waitAndTake(lock, e, options_.layerTimeout, cancelled);
     std::string failure = e->error.empty()
                               ? "the staged layer was not ready (cancelled, timed out or taken)"
@@ -703,6 +739,20 @@ WriteImporter::Outcome WriteImporter::prepare(const std::string& key, const std:
   }
 }
 
+void WriteImporter::blobDeleted(const std::string& digest) {
+  fs::path doomed;
+  {
+    std::lock_guard lock(mu_);
+    auto it = entries_.find(digest);
+    if (it == entries_.end() || it->second->state != Entry::State::Staged) return;
+    doomed = it->second->staged;
+    entries_.erase(it);
+    changed_.notify_all();
+  }
+  log::debug("removed a staged layer whose blob was deleted", {{"layer", digest}});
+  removeQuietly(doomed);
+}
+
 size_t WriteImporter::cleanupStaged(bool all) {
   std::vector<fs::path> doomed;
   std::vector<std::pair<std::string, std::string>> images;
@@ -711,7 +761,9 @@ size_t WriteImporter::cleanupStaged(bool all) {
     auto now = Clock::now();
     for (auto it = entries_.begin(); it != entries_.end();) {
       const auto& e = it->second;
-      if (e->state == Entry::State::Staged && (all || now - e->finishedAt > options_.stagedGrace)) {
+      if (e->state == Entry::State::Staged &&
+          (all || now - e->finishedAt > options_.stagedGrace ||
+           !content_->contains(store::Digest::parse(e->digest)))) {
         doomed.push_back(e->staged);
         it = entries_.erase(it);
       } else {

@@ -69,6 +69,14 @@ struct WriteImportOptions {
   // layer it needs itself, and only then fetches) is not unpacked when its write follows: nobody
   // would claim the tree. true keeps teeing it, for a diff service that takes such trees.
   bool teeDeclined = false;
+  // A layer write is teed only once containerd's unpacker is at work on an image that lists the
+  // layer: a Prepare carrying containerd.io/snapshot.ref for one of its chains came in. That
+  // unpacker (CRI pulls, 2.x's transfer service) Prepares before it fetches. A pull that fetches
+  // everything first and then unpacks without snapshot.ref (`ctr images pull` on 1.6 and 1.7,
+  // image.Unpack) would only leave trees nobody takes, at the cost of CPU and disk the pull needs
+  // itself. The diff service takes those trees, so once it is in use (teeDeclined, or
+  // keepDeclinedLayers) every layer write is teed. true tees every layer write regardless.
+  bool teeWithoutUnpacker = false;
   unpack::Limits limits;
   size_t maxManifestBytes = 4u << 20;
   size_t maxConfigBytes = 8u << 20;
@@ -166,7 +174,11 @@ class WriteImporter {
   std::optional<StagedLayer> take(const LayerQuery& q, std::chrono::milliseconds wait,
                                   const std::function<bool()>& cancelled = {});
 
-  // Removes staged layers nobody claimed within the grace period (all of them with `all`).
+  // Blob `digest` left the content store (containerd's GC after a failed or cancelled pull): a
+  // tree staged from it will not be claimed, so it goes now rather than after the grace period.
+  void blobDeleted(const std::string& digest);
+  // Removes staged layers nobody claimed within the grace period (all of them with `all`), and
+  // those whose blob is no longer in the content store.
   size_t cleanupStaged(bool all = false);
 
   struct Stats {
@@ -190,6 +202,10 @@ class WriteImporter {
                                          const std::function<bool()>& cancelled);
   void fallback(const std::string& reason, const std::string& layer, const std::string& why);
   void finishImage(const std::string& layer);
+  // True when the write of a layer of `manifest` failed since `since` (mu_ held): containerd's
+  // fetch of that image is failing, so the writes of its other layers may never begin.
+  bool imageWriteFailedLocked(const std::string& manifest,
+                              std::chrono::steady_clock::time_point since) const;
 
   std::shared_ptr<store::SnapshotStore> snapshots_;
   std::shared_ptr<store::ContentStore> content_;
@@ -209,6 +225,10 @@ class WriteImporter {
   std::map<std::string, std::string> startedImages_;  // manifest -> ref, shown in status
   std::map<std::string, std::chrono::steady_clock::time_point>
       declined_;  // blob -> when its Prepare fell back
+  std::map<std::string, std::chrono::steady_clock::time_point>
+      failedAt_;  // blob -> when its teed write or unpack last failed
+  std::map<std::string, std::chrono::steady_clock::time_point>
+      unpacking_;  // manifest -> when a Prepare with snapshot.ref last came for one of its chains
   Stats stats_;
 };
 

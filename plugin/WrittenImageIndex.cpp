@@ -109,4 +109,14 @@ std::optional<WrittenImageIndex::Image> WrittenImageIndex::imageOf(
   return Image{m->second.ref.empty() ? m->first : m->second.ref, m->first, m->second.layers};
 }
 
+bool WrittenImageIndex::lists(const std::string& manifestDigest,
+                              const std::string& layerDigest) const {
+  std::lock_guard lock(mu_);
+  auto m = manifests_.find(manifestDigest);
+  if (m == manifests_.end()) return false;
+  for (const auto& [d, size] : m->second.layers)
+    if (d == layerDigest) return true;
+  return false;
+}
+
 }  // namespace snapimport::plugin

@@ -54,6 +54,8 @@ class WrittenImageIndex {
     std::vector<std::pair<std::string, uint64_t>> layers;
   };
   std::optional<Image> imageOf(const std::string& layerDigest) const;
+  // True when indexed manifest `manifestDigest` lists layer `layerDigest`.
+  bool lists(const std::string& manifestDigest, const std::string& layerDigest) const;
 
  private:
   struct Manifest {

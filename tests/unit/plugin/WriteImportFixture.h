@@ -52,10 +52,24 @@ class WriteImporterTest : public ::testing::Test {
   std::string manifestBytes, configBytes;
   int seq = 0;
 
+  // Most tests write layers before any Prepare; teeWithoutUnpacker lets them. The default (a
+  // tee only once containerd's unpacker works on the image) has tests of its own.
   WriteImportOptions options() {
     WriteImportOptions o;
     o.startWait = std::chrono::milliseconds(500);
+    o.teeWithoutUnpacker = true;
     return o;
+  }
+  // containerd's unpacker commits the extraction snapshot of `chain` (Prepared last) as `name`.
+  void commitLast(const std::string& name, const std::string& chain) {
+    grpc::ClientContext ctx;
+    snapshotsv1::CommitSnapshotRequest req;
+    req.set_name(name);
+    const std::string n = std::to_string(seq);
+    req.set_key("k8s.io/" + n + "/extract-" + n + " " + chain);
+    (*req.mutable_labels())[kLabelSnapshotRef] = chain;
+    google::protobuf::Empty e;
+    ASSERT_TRUE(ss->Commit(&ctx, req, &e).ok());
   }
 
   void SetUp() override {

@@ -51,16 +51,7 @@ TEST_F(WriteImporterTest, PrepareWaitsForALayerStillStreamingIn) {
   // Layer 1 (below layer 2 in the image) by containerd itself: it has no write.
   ASSERT_TRUE(prepare(chains[1], base).ok()) << "a layer nobody wrote must be prepared as usual";
   std::string mid = "k8s.io/mid";
-  {
-    grpc::ClientContext ctx;
-    snapshotsv1::CommitSnapshotRequest req;
-    req.set_name(mid);
-    const std::string n = std::to_string(seq);
-    req.set_key("k8s.io/" + n + "/extract-" + n + " " + chains[1]);
-    (*req.mutable_labels())[kLabelSnapshotRef] = chains[1];
-    google::protobuf::Empty e;
-    ASSERT_TRUE(ss->Commit(&ctx, req, &e).ok());
-  }
+  commitLast(mid, chains[1]);
   auto pending = std::async(std::launch::async, [&] { return prepare(chains[2], mid); });
   EXPECT_EQ(pending.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout)
       << "Prepare did not wait for the layer still streaming in";
@@ -124,6 +115,61 @@ TEST_F(WriteImporterTest, APrepareWhoseClientLeavesBeforeTheWriteBeginsCreatesNo
   ASSERT_TRUE(writeLayer(1).ok());
   grpc::Status st = prepare(chains[1], base);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::ALREADY_EXISTS) << st.error_message();
+}
+
+// `ctr images pull` on 1.6/1.7: every blob is fetched before the first Prepare, and that Prepare
+// carries no snapshot.ref. Trees unpacked from those writes would only cost the pull CPU and disk.
+TEST_F(WriteImporterTest, LayerWritesBeforeContainerdsUnpackerBeginsAreNotUnpacked) {
+  WriteImportOptions o = options();
+  o.teeWithoutUnpacker = false;
+  startServices(o);
+  writeImage();
+  ASSERT_TRUE(writeLayer(0).ok());
+  ASSERT_TRUE(writeLayer(1).ok());
+  EXPECT_EQ(writes->stats().tees, 0u);
+  EXPECT_TRUE(stagingEmpty());
+  // Once the diff service is in use, it takes such trees.
+  writes->keepDeclinedLayers();
+  ASSERT_TRUE(writeLayer(2).ok());
+  settle();
+  EXPECT_EQ(writes->stats().tees, 1u);
+}
+
+// CRI pulls and 2.x's transfer service: the unpacker Prepares the bottom layer (applied by
+// containerd), and only then fetches; the layers above it are unpacked from their writes.
+TEST_F(WriteImporterTest, LayerWritesAfterTheUnpackersFirstPrepareAreUnpacked) {
+  WriteImportOptions o = options();
+  o.teeWithoutUnpacker = false;
+  startServices(o);
+  writeImage();
+  ASSERT_TRUE(prepare(chains[0], "").ok());
+  commitLast("k8s.io/base", chains[0]);
+  ASSERT_TRUE(writeLayer(0).ok());
+  ASSERT_TRUE(writeLayer(1).ok());
+  settle();
+  EXPECT_EQ(writes->stats().tees, 1u) << "only layer 1: layer 0 is containerd's own";
+  grpc::Status st = prepare(chains[1], "k8s.io/base");
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::ALREADY_EXISTS) << st.error_message();
+}
+
+// A corrupt layer fails the pull's fetch, so the writes of the layers above may never begin;
+// containerd 2.x waits for the Prepare of the next layer before it reports the failure.
+TEST_F(WriteImporterTest, APrepareDoesNotWaitForAWriteOnceAnotherLayerOfTheImageFailed) {
+  WriteImportOptions o = options();
+  o.startWait = std::chrono::seconds(30);
+  startServices(o);
+  writeImage();
+  ASSERT_TRUE(writeLayer(0).ok());
+  ASSERT_EQ(prepare(chains[0], "").error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  std::string base = committed(chains[0], "");
+  std::string corrupt = layers[2].blob;
+  corrupt[corrupt.size() / 2] ^= 0x55;
+  EXPECT_FALSE(writeBlob("layer-" + layers[2].digest, corrupt, layers[2].digest).ok());
+  settle();
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(prepare(chains[1], base).ok()) << "Prepare must fall back to an ordinary snapshot";
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5))
+      << "Prepare waited for a write the failing pull will not make";
 }
 
 TEST_F(WriteImporterTest, TheBottomLayerOfAnImageNobodyWritesIsNotWaitedFor) {
@@ -250,6 +296,21 @@ TEST_F(WriteImporterTest, UnclaimedStagedLayersAreRemovedByCleanup) {
   ASSERT_TRUE(ss->Cleanup(&ctx, req, &e).ok());
   EXPECT_TRUE(stagingEmpty());
   EXPECT_EQ(writes->pending(), 0u);
+}
+
+// containerd's GC deletes the blobs of a failed pull: their staged trees go with them.
+TEST_F(WriteImporterTest, AStagedLayerGoesWhenContainerdDeletesItsBlob) {
+  writeImage();
+  ASSERT_TRUE(writeLayer(2).ok());
+  settle();
+  ASSERT_FALSE(stagingEmpty());
+  grpc::ClientContext ctx;
+  contentv1::DeleteContentRequest req;
+  req.set_digest(layers[2].digest);
+  google::protobuf::Empty e;
+  ASSERT_TRUE(cs->Delete(&ctx, req, &e).ok());
+  EXPECT_TRUE(stagingEmpty());
+  EXPECT_FALSE(writes->has({layers[2].digest, ""}));
 }
 
 TEST_F(WriteImporterTest, AtMostMaxConcurrentUnpacksRun) {
