@@ -26,6 +26,10 @@
 #   BENCH_PROFILE    1 (default): one extra, untimed snapimport round of the first image under
 #                    `perf record -a`; 0: no profile
 #   BENCH_WORK       where built images are cached (default /var/tmp/snapimport-bench)
+#   BENCH_FLOOR      1 (default): after the rounds, the floor the machine allows: every layer of
+#                    each image through `snapimport unpack` alone (no network, no containerd), one
+#                    at a time on a dropped cache; floor = max(sum of their CPU / cores, the largest
+#                    layer's wall time), printed beside the medians. 0: skip
 #   BENCH_AUTH       1: a private registry (htpasswd Basic auth) and credentials given only through
 #                    CRI PullImage, as kubelet gives imagePullSecrets; snapimport rounds pull
 #                    through its CRI image-service proxy ([cri] image_service_address), containerd
@@ -298,6 +302,43 @@ col() { awk -F'\t' -v i="$1" -v m="$2" -v c="$3" '$1 == i && $2 == m { print $c 
     done
   done
 } | tee "$SI_WORK/summary.txt"
+
+# ------------------------------------------------------------------------------------------------
+# floor: what the unpacker alone needs for each image's layers on this machine
+
+floor_report() { # IMAGE
+  local img=$1 oci=${OCI[$1]} m d out t wall user sys cpu_sum=0 max_wall=0 i=0
+  m=$(si_image_manifest "$oci" latest)
+  echo
+  echo "floor for image $img: each layer through \`snapimport unpack\` alone (syncfs included), caches dropped"
+  printf '  %-6s %-14s %10s %8s %8s %8s\n' layer digest "MB gzip" wall user sys
+  for d in $(jq -r '.layers[].digest' "$m"); do
+    out=$SI_WORK/floor-$img-$i
+    drop_caches
+    t=$( { /usr/bin/time -f '%e %U %S' "$SNAPIMPORT_BIN" unpack "$oci/blobs/sha256/${d#sha256:}" "$out" >/dev/null; } 2>&1 | tail -n1)
+    read -r wall user sys <<<"$t"
+    printf '  %-6s %-14s %10.1f %8.2f %8.2f %8.2f\n' "$i" "${d:7:12}" \
+      "$(awk -v b="$(stat -c %s "$oci/blobs/sha256/${d#sha256:}")" 'BEGIN { print b / 1e6 }')" "$wall" "$user" "$sys"
+    cpu_sum=$(awk -v a="$cpu_sum" -v u="$user" -v s="$sys" 'BEGIN { print a + u + s }')
+    max_wall=$(awk -v a="$max_wall" -v w="$wall" 'BEGIN { print (w > a) ? w : a }')
+    mv "$out" "$SI_WORK/trash-floor-$img-$i" # deleted with the work dir, not while timing
+    i=$((i + 1))
+  done
+  local floor
+  floor=$(awk -v c="$cpu_sum" -v n="$(nproc)" -v w="$max_wall" 'BEGIN { f = c / n; printf "%.2f", (w > f) ? w : f }')
+  printf '  %-30s %8.2f CPU-s in all; /%d cores = %.2f s; largest layer alone %.2f s\n' "unpack CPU:" "$cpu_sum" "$(nproc)" \
+    "$(awk -v c="$cpu_sum" -v n="$(nproc)" 'BEGIN { print c / n }')" "$max_wall"
+  printf '  %-30s %8.2f s\n' "floor:" "$floor"
+  local mode
+  for mode in "${MODES[@]}"; do
+    [ "${mode%@*}" = snapimport ] || continue
+    printf '  %-30s %8.2f s = %.2fx the floor\n' "$mode median:" "$(col "$img" "$mode" 4 | median)" \
+      "$(awk -v s="$(col "$img" "$mode" 4 | median)" -v f="$floor" 'BEGIN { print (f > 0) ? s / f : 0 }')"
+  done
+}
+if [ "${BENCH_FLOOR:-1}" = 1 ]; then
+  for img in "${IMAGES[@]}"; do floor_report "$img"; done | tee -a "$SI_WORK/summary.txt"
+fi
 
 # ------------------------------------------------------------------------------------------------
 # profile: one extra snapimport round of the first image, whole machine sampled (perf cpu-clock)
