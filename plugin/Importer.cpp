@@ -240,12 +240,6 @@ void Importer::schedule(const ImportLabels& l, const CachedImage& image) {
       break;
     }
   }
-  // Largest first: overlay diff directories do not depend on each other, so the layers unpack in
-  // any order, and the pull ends with its last layer. Started last, a large layer is the tail of
-  // the pull; started first, the small ones fill the gaps beside it (longest-processing-time
-  // order). containerd commits them in order whatever the order they finish in.
-  std::stable_sort(wanted.begin(), wanted.end(),
-                   [](const auto& a, const auto& b) { return a.size > b.size; });
   std::lock_guard lock(mu_);
   auto it = images_.find(l.manifestDigest);
   if (it != images_.end() && !it->second->progressStarted) {

@@ -4,7 +4,6 @@
 #include <sys/stat.h>
 
 #include <fstream>
-#include <mutex>
 #include <sstream>
 
 #include "../store/TempDir.h"
@@ -38,14 +37,8 @@ class LocalFetcher : public LayerFetcher {
     if (failDescribe) throw FetchError("auth", "registry said 401 and we hold no credentials");
     return image;
   }
-  std::mutex orderMu;
-  std::vector<std::string> order;  // digests in the order they were opened
   std::unique_ptr<unpack::Source> open(const std::string&, const LayerDescriptor& d) override {
     ++opened;
-    {
-      std::lock_guard lock(orderMu);
-      order.push_back(d.digest);
-    }
     return std::make_unique<unpack::FileSource>(blobs.at(d.digest));
   }
   std::string hostOf(const std::string&) override { return "local"; }
@@ -130,33 +123,6 @@ TEST_F(ImporterTest, ImportsEveryLayerOnTheExpectedParent) {
   EXPECT_EQ(st.st_mode & 07777, 0750u) << "implicit directory did not take the lower layer's mode";
   EXPECT_GT(store->usage(top).inodes, 0);
   EXPECT_TRUE(stagingEmpty());
-}
-
-// Longest processing time first: a large layer started last is the tail of the pull.
-TEST_F(ImporterTest, TheLargestLayersAreFetchedFirst) {
-  fs::path big = tmp.path() / "src/big";
-  sh("mkdir -p " + big.string() + " && head -c 300000 /dev/urandom > " + (big / "blob").string());
-  sh("tar -C " + big.string() + " -cf " + (tmp.path() / "big.tar").string() + " blob");
-  sh("gzip -kn " + (tmp.path() / "big.tar").string());
-  fs::path gz = tmp.path() / "big.tar.gz";
-  std::string digest = sha256Digest(slurp(gz));
-  fetcher->image.layers.push_back({digest, kGzip, static_cast<int64_t>(fs::file_size(gz))});
-  fetcher->blobs[digest] = gz;
-  fetcher->image.diffIds.push_back(sha256Digest(slurp(tmp.path() / "big.tar")));
-  chains = chainIds(fetcher->image.diffIds);
-  ImporterOptions o;
-  o.maxJobs = 1;  // one worker: the queue's order is the fetch order
-  Importer importer(store, fetcher, o);
-  ASSERT_EQ(importer.prepare("ns/1/extract-1 " + chains[0], "", labelsFor(0)),
-            Importer::Outcome::Imported);
-  std::string base = committedName(0, "");
-  ASSERT_EQ(importer.prepare("ns/2/extract-2 " + chains[1], base, labelsFor(1)),
-            Importer::Outcome::Imported);
-  ASSERT_EQ(importer.prepare("ns/3/extract-3 " + chains[2], committedName(1, base), labelsFor(2)),
-            Importer::Outcome::Imported);
-  std::lock_guard lock(fetcher->orderMu);
-  ASSERT_EQ(fetcher->order.size(), 3u);
-  EXPECT_EQ(fetcher->order[0], digest) << "the largest layer (the top one) was not fetched first";
 }
 
 TEST_F(ImporterTest, SecondPullOfSameChainIsDeduplicated) {
