@@ -14,6 +14,13 @@
 // containerd 1.6 uses for a proxy plugin (services/server.proxyClients.getClient).
 //
 //	content-go -address SOCKET [-size-mib 1024] [-read-kib 32] [-daemon-pid PID] [-keep]
+//	           [-rounds N] [-phases write,read] [-seed S]
+//
+// -rounds N writes, reads and deletes the blob N times over one connection. On a VM whose free
+// memory goes back to the host (virtio-balloon free page reporting), the first round's page-cache
+// pages are fresh from the host and cost a host fault each; later rounds reuse the pages the
+// previous round's blob gave back (see bench/README.md). -phases read with -seed and -keep reads
+// a blob an earlier run left, e.g. to profile the Read path alone.
 package main
 
 import (
@@ -124,6 +131,7 @@ func main() {
 	seedFlag := flag.Uint64("seed", 0, "seed of the blob's bytes (default: the time); with -keep "+
 		"and -phases read, a later run reads the blob an earlier one wrote, e.g. under perf")
 	phases := flag.String("phases", "write,read", "which of write and read to run")
+	rounds := flag.Int("rounds", 1, "write, read and delete the blob this many times")
 	flag.Parse()
 	if *address == "" || *sizeMiB <= 0 || *readKiB <= 0 {
 		flag.Usage()
@@ -160,74 +168,79 @@ func main() {
 	defer conn.Close()
 	cs := proxy.NewContentStore(contentapi.NewContentClient(conn))
 	ctx := namespaces.WithNamespace(context.Background(), "content-go")
-	ref := fmt.Sprintf("content-go/%d", seed)
-
 	gib := float64(size) / (1 << 30)
 	fmt.Printf("blob      %d MiB, %s (containerd 1.6 content/proxy client)\n", *sizeMiB, dgst)
+	for round := 1; round <= *rounds; round++ {
+		if *rounds > 1 {
+			fmt.Printf("round %d\n", round)
+		}
+		ref := fmt.Sprintf("content-go/%d/%d", seed, round)
 
-	// --- Write, as containerd's fetch does (remotes.fetch: content.OpenWriter + content.Copy) ---
-	if doWrite {
-		c0, d0 := cpuSeconds(0), cpuSeconds(*daemonPid)
-		start := time.Now()
-		w, err := content.OpenWriter(ctx, cs, content.WithRef(ref), content.WithDescriptor(desc))
-		if err != nil {
-			die("open writer %s: %v", ref, err)
-		}
-		if err := content.Copy(ctx, w, &blobReader{seed: seed, size: size}, size, dgst); err != nil {
-			die("write %s: %v", dgst, err)
-		}
-		writeTime := time.Since(start)
-		w.Close()
-		c1, d1 := cpuSeconds(0), cpuSeconds(*daemonPid)
-		fmt.Printf("write     %8.1f MiB/s  (%.2f s: 1 MiB lock-step WRITEs by content.Copy, and the COMMIT)\n",
-			mibps(size, writeTime), writeTime.Seconds())
-		if *daemonPid > 0 {
-			fmt.Printf("          CPU per GiB: daemon %.2f s, client %.2f s\n", (d1-d0)/gib, (c1-c0)/gib)
-		}
-	}
-
-	// --- Read, as containerd's apply does (content.NewReader over the ReaderAt, 32 KiB reads) ---
-	if doRead {
-		c0, d0 := cpuSeconds(0), cpuSeconds(*daemonPid)
-		ra, err := cs.ReaderAt(ctx, desc)
-		if err != nil {
-			die("reader for %s: %v", dgst, err)
-		}
-		sr := io.NewSectionReader(ra, 0, ra.Size())
-		buf := make([]byte, *readKiB<<10)
-		expect := make([]byte, len(buf))
-		var readTime, verifyTime time.Duration
-		var calls, got int64
-		for got < size {
-			t0 := time.Now()
-			n, err := io.ReadFull(sr, buf)
-			readTime += time.Since(t0)
-			calls++
-			if err != nil && !(err == io.ErrUnexpectedEOF && got+int64(n) == size) {
-				die("read %s at %d: %v", dgst, got, err)
+		// --- Write, as containerd's fetch does (remotes.fetch: content.OpenWriter + content.Copy) ---
+		if doWrite {
+			c0, d0 := cpuSeconds(0), cpuSeconds(*daemonPid)
+			start := time.Now()
+			w, err := content.OpenWriter(ctx, cs, content.WithRef(ref), content.WithDescriptor(desc))
+			if err != nil {
+				die("open writer %s: %v", ref, err)
 			}
-			v0 := time.Now()
-			fill(expect[:n], got, seed)
-			if !bytes.Equal(buf[:n], expect[:n]) {
-				die("read %s: the %d bytes at %d differ from what was written", dgst, n, got)
+			if err := content.Copy(ctx, w, &blobReader{seed: seed, size: size}, size, dgst); err != nil {
+				die("write %s: %v", dgst, err)
 			}
-			verifyTime += time.Since(v0)
-			got += int64(n)
+			writeTime := time.Since(start)
+			w.Close()
+			c1, d1 := cpuSeconds(0), cpuSeconds(*daemonPid)
+			fmt.Printf("write     %8.1f MiB/s  (%.2f s: 1 MiB lock-step WRITEs by content.Copy, and the COMMIT)\n",
+				mibps(size, writeTime), writeTime.Seconds())
+			if *daemonPid > 0 {
+				fmt.Printf("          CPU per GiB: daemon %.2f s, client %.2f s\n", (d1-d0)/gib, (c1-c0)/gib)
+			}
 		}
-		ra.Close()
-		c1, d1 := cpuSeconds(0), cpuSeconds(*daemonPid)
-		fmt.Printf("read      %8.1f MiB/s  (%.2f s: %d ReadAt calls of %d KiB, %.1f µs per Read RPC; "+
-			"checking the bytes took %.2f s more)\n", mibps(size, readTime), readTime.Seconds(), calls,
-			*readKiB, float64(readTime.Microseconds())/float64(calls), verifyTime.Seconds())
-		if *daemonPid > 0 {
-			fmt.Printf("          CPU per GiB: daemon %.2f s, client %.2f s (without the checking)\n",
-				(d1-d0)/gib, (c1-c0-verifyTime.Seconds())/gib)
-		}
-	}
 
-	if !*keep {
-		if err := cs.Delete(ctx, dgst); err != nil {
-			die("delete %s: %v", dgst, err)
+		// --- Read, as containerd's apply does (content.NewReader over the ReaderAt, 32 KiB reads) ---
+		if doRead {
+			c0, d0 := cpuSeconds(0), cpuSeconds(*daemonPid)
+			ra, err := cs.ReaderAt(ctx, desc)
+			if err != nil {
+				die("reader for %s: %v", dgst, err)
+			}
+			sr := io.NewSectionReader(ra, 0, ra.Size())
+			buf := make([]byte, *readKiB<<10)
+			expect := make([]byte, len(buf))
+			var readTime, verifyTime time.Duration
+			var calls, got int64
+			for got < size {
+				t0 := time.Now()
+				n, err := io.ReadFull(sr, buf)
+				readTime += time.Since(t0)
+				calls++
+				if err != nil && !(err == io.ErrUnexpectedEOF && got+int64(n) == size) {
+					die("read %s at %d: %v", dgst, got, err)
+				}
+				v0 := time.Now()
+				fill(expect[:n], got, seed)
+				if !bytes.Equal(buf[:n], expect[:n]) {
+					die("read %s: the %d bytes at %d differ from what was written", dgst, n, got)
+				}
+				verifyTime += time.Since(v0)
+				got += int64(n)
+			}
+			ra.Close()
+			c1, d1 := cpuSeconds(0), cpuSeconds(*daemonPid)
+			fmt.Printf("read      %8.1f MiB/s  (%.2f s: %d ReadAt calls of %d KiB, %.1f µs per Read RPC; "+
+				"checking the bytes took %.2f s more)\n", mibps(size, readTime), readTime.Seconds(), calls,
+				*readKiB, float64(readTime.Microseconds())/float64(calls), verifyTime.Seconds())
+			if *daemonPid > 0 {
+				fmt.Printf("          CPU per GiB: daemon %.2f s, client %.2f s (without the checking)\n",
+					(d1-d0)/gib, (c1-c0-verifyTime.Seconds())/gib)
+			}
+		}
+
+		// Between rounds the blob goes only if the next round writes it again.
+		if (round < *rounds && doWrite) || (round == *rounds && !*keep) {
+			if err := cs.Delete(ctx, dgst); err != nil {
+				die("delete %s: %v", dgst, err)
+			}
 		}
 	}
 }
