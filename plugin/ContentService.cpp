@@ -147,9 +147,15 @@ grpc::Status ContentService::Read(grpc::ServerContext*, const contentv1::ReadCon
       }
       data->resize(got);
       chunk.set_offset(offset);
+      offset += static_cast<int64_t>(got);
+      if (offset >= end) {
+        // The last chunk goes out with the status in one write: containerd's ReaderAt makes one
+        // Read per 32 KiB, and a separate trailer costs both sides another wake-up per call.
+        writer->WriteLast(chunk, grpc::WriteOptions());
+        break;
+      }
       if (!writer->Write(chunk))
         return grpc::Status(grpc::StatusCode::CANCELLED, "read: client went away");
-      offset += static_cast<int64_t>(got);
     }
     return grpc::Status::OK;
   });

@@ -341,6 +341,9 @@ void ContentStore::remove(const Digest& digest) {
       fail(ErrorClass::NotFound, "delete content " + digest.str() + ": not found");
     fail(ErrorClass::Internal, "delete blob " + path.string() + " failed: " + errnoText(errno));
   }
+  // A Read that starts after Delete has answered must find nothing; Reads already under way keep
+  // their file (ContentReader).
+  forgetOpenBlob(digest.str());
   std::lock_guard lock(dbMutex_);
   try {
     Transaction tx(db_);
@@ -357,18 +360,52 @@ void ContentStore::remove(const Digest& digest) {
 }
 
 ContentReader ContentStore::openReader(const Digest& digest) const {
+  const auto now = std::chrono::steady_clock::now();
+  uint64_t removals = 0;
+  {
+    std::lock_guard lock(openBlobsMutex_);
+    auto it = openBlobs_.find(digest.str());
+    if (it != openBlobs_.end() && now - it->second.lastUsed < kOpenBlobIdle) {
+      it->second.lastUsed = now;
+      return ContentReader(digest, it->second.fd, it->second.size);
+    }
+    removals = blobRemovals_;
+  }
   fs::path path = blobPath(digest);
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-  if (!fd) {
+  auto fd = std::make_shared<UniqueFd>(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!*fd) {
     if (errno == ENOENT) fail(ErrorClass::NotFound, "read content " + digest.str() + ": not found");
     fail(ErrorClass::Internal, "open blob " + path.string() + " failed: " + errnoText(errno));
   }
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) {
+  if (::fstat(fd->get(), &st) != 0) {
     fail(ErrorClass::Internal, "stat blob " + path.string() + " failed: " + errnoText(errno));
   }
-  ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+  ::posix_fadvise(fd->get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+  std::lock_guard lock(openBlobsMutex_);
+  // A blob removed since the open may be this one: then it is read once, not kept.
+  if (blobRemovals_ != removals) return ContentReader(digest, std::move(fd), st.st_size);
+  // Idle files go first; if all are busy, the least recently read one.
+  for (auto it = openBlobs_.begin(); it != openBlobs_.end();) {
+    it = now - it->second.lastUsed >= kOpenBlobIdle ? openBlobs_.erase(it) : std::next(it);
+  }
+  if (openBlobs_.size() >= kOpenBlobs) {
+    openBlobs_.erase(std::min_element(
+        openBlobs_.begin(), openBlobs_.end(),
+        [](const auto& a, const auto& b) { return a.second.lastUsed < b.second.lastUsed; }));
+  }
+  openBlobs_[digest.str()] = OpenBlob{fd, st.st_size, now};
   return ContentReader(digest, std::move(fd), st.st_size);
+}
+
+void ContentStore::forgetOpenBlob(const std::string& digest) const {
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(openBlobsMutex_);
+  ++blobRemovals_;
+  for (auto it = openBlobs_.begin(); it != openBlobs_.end();) {
+    bool drop = it->first == digest || now - it->second.lastUsed >= kOpenBlobIdle;
+    it = drop ? openBlobs_.erase(it) : std::next(it);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

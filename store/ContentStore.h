@@ -15,6 +15,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -49,7 +50,13 @@ class ContentStore {
   // Blobs matching containerd filters on digest, size and labels.<k> (ORed strings), by digest.
   std::vector<BlobInfo> list(const std::vector<std::string>& filters);
   void remove(const Digest& digest);
+  // NotFound when the blob is not there. A blob read moments ago is not opened again: its open
+  // file is kept for kOpenBlobIdle after its last read (at most kOpenBlobs of them), because
+  // containerd reads a layer through one Read RPC per 32 KiB and open+fstat per call is a good
+  // part of each call's cost. remove() drops the blob's kept file first.
   ContentReader openReader(const Digest& digest) const;
+  static constexpr std::chrono::milliseconds kOpenBlobIdle{2000};
+  static constexpr size_t kOpenBlobs = 16;
   std::filesystem::path blobPath(const Digest& digest) const;
 
   // --- ingests ---
@@ -111,6 +118,19 @@ class ContentStore {
 
   mutable std::mutex dbMutex_;
   Database db_;
+
+  struct OpenBlob {
+    std::shared_ptr<const UniqueFd> fd;
+    int64_t size = 0;
+    std::chrono::steady_clock::time_point lastUsed;
+  };
+  // After `digest` was unlinked: drops its kept file (if any) and every one idle for
+  // kOpenBlobIdle, and makes openReader calls that opened the file before the unlink not keep it.
+  void forgetOpenBlob(const std::string& digest) const;
+
+  mutable std::mutex openBlobsMutex_;
+  mutable std::map<std::string, OpenBlob> openBlobs_;  // by digest string
+  mutable uint64_t blobRemovals_ = 0;                  // forgetOpenBlob calls so far
 
   std::mutex refsMutex_;
   std::condition_variable refsChanged_;
