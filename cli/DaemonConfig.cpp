@@ -370,6 +370,13 @@ const std::vector<KeySpec>& keys() {
           "store (pulls the importer does not serve: ctr, nerdctl, CRI without snapshot\n"
           "annotations or credentials). 0: containerd applies those layers itself.",
           [](auto& c) -> auto& { return c.import.maxConcurrentWriteImports; }, 0, 1024),
+      boolKey(
+          "import", "diff_service",
+          "true when containerd applies layers through snapimport's diff service (the\n"
+          "snapimport-diff proxy plugin, containerd 1.7.4+ and 2.x): the layers containerd would\n"
+          "apply itself are then also unpacked while it writes them, so their Apply finds them\n"
+          "ready. false: that starts with the first Apply after each start. Leave false on 1.6.",
+          [](auto& c) -> auto& { return c.import.diffService; }),
       durationKey(
           "import", "staging_grace_period",
           "How long a staged layer nobody claims (a cancelled pull) is kept before Cleanup\n"

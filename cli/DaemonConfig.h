@@ -61,6 +61,7 @@ struct DaemonConfig {
     int64_t maxConcurrentLayers = 8;
     int64_t maxConcurrentPerRegistry = 4;
     int64_t maxConcurrentWriteImports = 4;
+    bool diffService = false;
     Duration stagingGracePeriod = std::chrono::minutes(10);
   } import;
 

@@ -94,6 +94,7 @@ plugin::ImporterOptions importerOptions(const DaemonConfig& cfg) {
 plugin::WriteImportOptions writeImportOptions(const DaemonConfig& cfg) {
   plugin::WriteImportOptions o;
   o.maxConcurrent = cfg.import.enabled ? static_cast<int>(cfg.import.maxConcurrentWriteImports) : 0;
+  o.teeDeclined = cfg.import.diffService;
   o.stagedGrace = std::chrono::duration_cast<std::chrono::seconds>(cfg.import.stagingGracePeriod);
   o.layerTimeout = cfg.timeouts.layer;
   o.limits = importerOptions(cfg).limits;

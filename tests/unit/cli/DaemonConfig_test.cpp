@@ -91,7 +91,7 @@ TEST(DaemonConfig, EveryKeyIsDocumented) {
     prev = line;
     pos = nl + 1;
   }
-  EXPECT_EQ(keys, 30u);
+  EXPECT_EQ(keys, 31u);
 }
 
 TEST(DaemonConfig, SectionsAndValues) {
@@ -99,6 +99,7 @@ TEST(DaemonConfig, SectionsAndValues) {
       "[log]\nlevel = \"debug\"\nformat = \"json\"\n"
       "[metrics]\naddress = \"127.0.0.1:9651\"\n"
       "[import]\nenabled = false\nmax_concurrent_layers = 3\nmax_concurrent_write_imports = 0\n"
+      "diff_service = true\n"
       "[timeouts]\nconnect = \"250ms\"\nlayer = \"0s\"\n"
       "[limits]\nmax_layer_bytes = \"2GiB\"\nmax_manifest_bytes = 1000\n",
       "f.toml");
@@ -109,6 +110,8 @@ TEST(DaemonConfig, SectionsAndValues) {
   EXPECT_EQ(c.import.maxConcurrentLayers, 3);
   EXPECT_EQ(c.import.maxConcurrentWriteImports, 0);
   EXPECT_EQ(DaemonConfig{}.import.maxConcurrentWriteImports, 4);
+  EXPECT_TRUE(c.import.diffService);
+  EXPECT_FALSE(DaemonConfig{}.import.diffService);
   EXPECT_EQ(c.timeouts.connect, std::chrono::milliseconds(250));
   EXPECT_EQ(c.timeouts.layer, std::chrono::milliseconds(0));
   EXPECT_EQ(c.limits.maxLayerBytes, 2ull << 30);
