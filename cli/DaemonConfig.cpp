@@ -375,7 +375,8 @@ const std::vector<KeySpec>& keys() {
           "true when containerd applies layers through snapimport's diff service (the\n"
           "snapimport-diff proxy plugin, containerd 1.7.4+ and 2.x): the layers containerd would\n"
           "apply itself are then also unpacked while it writes them, so their Apply finds them\n"
-          "ready. false: that starts with the first Apply after each start. Leave false on 1.6.",
+          "ready. false: that starts with the first Apply after each start. For 2.x; leave it\n"
+          "false on 1.6 and on 1.7, whose ctr pull fetches everything before it applies.",
           [](auto& c) -> auto& { return c.import.diffService; }),
       durationKey(
           "import", "staging_grace_period",

@@ -129,8 +129,8 @@ start_daemons() { # MODE (PATH@RELEASE)
         "$SI_HOSTS_DIR" "$METRICS_PORT"
       [ -z "${BENCH_MAX_LAYERS:-}" ] || echo "max_concurrent_layers = $BENCH_MAX_LAYERS"
       [ -z "${BENCH_MAX_PER_REGISTRY:-}" ] || echo "max_concurrent_per_registry = $BENCH_MAX_PER_REGISTRY"
-      # As docs/operations.md tells an operator who configures the diff service.
-      [ "$DIFF" != 1 ] || [ "${1#*@}" = 1.6 ] || echo "diff_service = true"
+      # As docs/operations.md tells an operator who configures the diff service on 2.x.
+      [ "$DIFF" != 1 ] || [ "${1#*@}" != 2.1 ] || echo "diff_service = true"
       [ "$AUTH" != 1 ] || printf '\n[cri]\nimage_service_address = "%s"\ncontainerd_address = "%s"\n' \
         "$SI_WORK/cri-proxy.sock" "$SI_WORK/containerd/containerd.sock"
     } >"$SI_WORK/snapimport.toml"
