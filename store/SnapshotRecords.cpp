@@ -65,13 +65,23 @@ void SnapshotRecords::writeLabels(int64_t id, const Labels& labels) {
   }
 }
 
-std::optional<SnapshotRecord> SnapshotRecords::find(const std::string& name) {
-  auto st = db_.prepare(std::string(kSelect) + " WHERE s.name = ?");
-  st.bind(1, name);
+std::optional<SnapshotRecord> SnapshotRecords::first(Statement& st) {
   if (!st.step()) return std::nullopt;
   SnapshotRecord r = fromRow(st);
   r.info.labels = labelsOf(r.id);
   return r;
+}
+
+std::optional<SnapshotRecord> SnapshotRecords::find(const std::string& name) {
+  auto st = db_.prepare(std::string(kSelect) + " WHERE s.name = ?");
+  st.bind(1, name);
+  return first(st);
+}
+
+std::optional<SnapshotRecord> SnapshotRecords::findById(int64_t id) {
+  auto st = db_.prepare(std::string(kSelect) + " WHERE s.id = ?");
+  st.bind(1, id);
+  return first(st);
 }
 
 SnapshotRecord SnapshotRecords::get(const std::string& name) {

@@ -17,6 +17,8 @@ class SnapshotRecords {
   explicit SnapshotRecords(Database& db);
 
   std::optional<SnapshotRecord> find(const std::string& name);
+  // The record whose directory is snapshots/<id>.
+  std::optional<SnapshotRecord> findById(int64_t id);
   // Like find, but throws NotFound naming the key.
   SnapshotRecord get(const std::string& name);
   // Inserts a new record and returns its id. The id is also the directory name, and SQLite's
@@ -43,6 +45,8 @@ class SnapshotRecords {
   Labels labelsOf(int64_t id);
   void writeLabels(int64_t id, const Labels& labels);
   SnapshotRecord fromRow(Statement& st);
+  // The first row of `st` (a kSelect query) with its labels; nullopt when it has none.
+  std::optional<SnapshotRecord> first(Statement& st);
 
   Database& db_;
 };

@@ -401,10 +401,7 @@ std::optional<SnapshotStore::ActiveFs> SnapshotStore::activeByFsDir(const fs::pa
     return std::nullopt;
   const int64_t id = std::stoll(idText);
   std::lock_guard lock(mu_);
-  std::optional<SnapshotRecord> found;
-  records_->forEach([&](const SnapshotRecord& r) {
-    if (r.id == id) found = r;
-  });
+  std::optional<SnapshotRecord> found = records_->findById(id);
   if (!found || found->info.kind != Kind::Active) return std::nullopt;
   ActiveFs out{found->info, fsDir(id), {}};
   for (int64_t pid : records_->ancestorIds(*found)) out.lowers.push_back(fsDir(pid));
