@@ -70,11 +70,6 @@ class ApplySource : public unpack::Source {
   grpc::ServerContext* ctx_;
 };
 
-void removeQuietly(const fs::path& p) {
-  std::error_code ec;
-  if (!p.empty()) fs::remove_all(p, ec);
-}
-
 void syncDir(const fs::path& dir) {
   unpack::Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (fd.get() < 0 || ::syncfs(fd.get()) != 0)

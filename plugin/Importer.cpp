@@ -86,11 +86,6 @@ class CountingSource : public unpack::Source {
   std::chrono::steady_clock::time_point reportedAt_{};
 };
 
-void removeQuietly(const fs::path& p) {
-  std::error_code ec;
-  if (!p.empty()) fs::remove_all(p, ec);
-}
-
 std::string mib(uint64_t bytes) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
@@ -540,6 +535,11 @@ void Importer::runJob(Job& job) {
   }
 }
 
+void removeQuietly(const fs::path& p) {
+  std::error_code ec;
+  if (!p.empty()) fs::remove_all(p, ec);
+}
+
 fs::path makeStagingDir(const fs::path& stagingDir, const std::string& prefix) {
   std::string tmpl = (stagingDir / (prefix + "XXXXXX")).string();
   if (!mkdtemp(tmpl.data())) {
@@ -549,8 +549,7 @@ fs::path makeStagingDir(const fs::path& stagingDir, const std::string& prefix) {
   fs::path staged = tmpl;
   if (mkdir((staged / "fs").c_str(), 0755) != 0 || chmod((staged / "fs").c_str(), 0755) != 0) {
     const int err = errno;
-    std::error_code ec;
-    fs::remove_all(staged, ec);
+    removeQuietly(staged);
     throw std::runtime_error("create " + (staged / "fs").string() + ": " + std::strerror(err));
   }
   return staged;

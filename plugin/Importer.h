@@ -103,6 +103,10 @@ class Importer {
 // the chain below `parent`, then the tree becomes COMMITTED snapshot "snapimport/<chainId>" (or
 // "...@<ns>" when that name is taken by the same chain on another parent) in one transaction
 // with the rename. `labels` must carry containerd.io/snapshot.ref = chainId. Throws StoreError.
+// Removes a staging or snapshot tree, ignoring errors (an empty path does nothing): for paths
+// whose removal failing leaves only what Cleanup removes later.
+void removeQuietly(const std::filesystem::path& p);
+
 // Creates <stagingDir>/<prefix>XXXXXX holding an empty fs/ (0755): where one layer is built
 // before it is renamed into a snapshot. Throws naming the path that could not be made.
 std::filesystem::path makeStagingDir(const std::filesystem::path& stagingDir,

@@ -52,11 +52,6 @@ std::string digestOfRef(std::string_view ref) {
   return store::Digest::isValid(d) ? d : std::string();
 }
 
-void removeQuietly(const fs::path& p) {
-  std::error_code ec;
-  if (!p.empty()) fs::remove_all(p, ec);
-}
-
 class VerifyError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
