@@ -60,6 +60,13 @@ class WriteImporterTest : public ::testing::Test {
     o.teeWithoutUnpacker = true;
     return o;
   }
+  // Layer 0 written, then Prepared by containerd's unpacker: committed from its write; `base`
+  // receives the snapshot's name.
+  void commitBottomLayerFromItsWrite(std::string* base) {
+    ASSERT_TRUE(writeLayer(0).ok());
+    ASSERT_EQ(prepare(chains[0], "").error_code(), grpc::StatusCode::ALREADY_EXISTS);
+    *base = committed(chains[0], "");
+  }
   // containerd's unpacker commits the extraction snapshot of `chain` (Prepared last) as `name`.
   void commitLast(const std::string& name, const std::string& chain) {
     grpc::ClientContext ctx;

@@ -42,9 +42,8 @@ TEST_F(WriteImporterTest, CommitsLayersStagedFromTheirWritesOnTheirParents) {
 
 TEST_F(WriteImporterTest, PrepareWaitsForALayerStillStreamingIn) {
   writeImage();
-  ASSERT_TRUE(writeLayer(0).ok());
-  ASSERT_EQ(prepare(chains[0], "").error_code(), grpc::StatusCode::ALREADY_EXISTS);
-  std::string base = committed(chains[0], "");
+  std::string base;
+  ASSERT_NO_FATAL_FAILURE(commitBottomLayerFromItsWrite(&base));
   const std::string& blob = layers[2].blob;
   auto w = open("layer-" + layers[2].digest, blob);
   ASSERT_TRUE(send(*w, blob.substr(0, blob.size() / 2)));
@@ -65,9 +64,8 @@ TEST_F(WriteImporterTest, PrepareWaitsForALayerStillStreamingIn) {
 
 TEST_F(WriteImporterTest, PrepareWaitsForAWriteThatHasNotBegunWhenTheLayerBelowIsWritten) {
   writeImage();
-  ASSERT_TRUE(writeLayer(0).ok());
-  ASSERT_EQ(prepare(chains[0], "").error_code(), grpc::StatusCode::ALREADY_EXISTS);
-  std::string base = committed(chains[0], "");
+  std::string base;
+  ASSERT_NO_FATAL_FAILURE(commitBottomLayerFromItsWrite(&base));
   auto pending = std::async(std::launch::async, [&] { return prepare(chains[1], base); });
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   ASSERT_TRUE(writeLayer(1).ok());
@@ -78,9 +76,8 @@ TEST_F(WriteImporterTest, PrepareWaitsForAWriteThatHasNotBegunWhenTheLayerBelowI
 // has rolled back its record of that Prepare, so a snapshot made for it would be known to nobody.
 TEST_F(WriteImporterTest, APrepareWhoseClientLeavesWhileTheLayerStreamsInCreatesNothing) {
   writeImage();
-  ASSERT_TRUE(writeLayer(0).ok());
-  ASSERT_EQ(prepare(chains[0], "").error_code(), grpc::StatusCode::ALREADY_EXISTS);
-  std::string base = committed(chains[0], "");
+  std::string base;
+  ASSERT_NO_FATAL_FAILURE(commitBottomLayerFromItsWrite(&base));
   const std::string& blob = layers[1].blob;
   auto w = open("layer-" + layers[1].digest, blob);
   ASSERT_TRUE(send(*w, blob.substr(0, blob.size() / 2)));
@@ -102,9 +99,8 @@ TEST_F(WriteImporterTest, APrepareWhoseClientLeavesWhileTheLayerStreamsInCreates
 
 TEST_F(WriteImporterTest, APrepareWhoseClientLeavesBeforeTheWriteBeginsCreatesNothing) {
   writeImage();
-  ASSERT_TRUE(writeLayer(0).ok());
-  ASSERT_EQ(prepare(chains[0], "").error_code(), grpc::StatusCode::ALREADY_EXISTS);
-  std::string base = committed(chains[0], "");
+  std::string base;
+  ASSERT_NO_FATAL_FAILURE(commitBottomLayerFromItsWrite(&base));
   std::string key;
   EXPECT_EQ(prepare(chains[1], base, std::chrono::milliseconds(200), &key).error_code(),
             grpc::StatusCode::DEADLINE_EXCEEDED);
@@ -159,9 +155,8 @@ TEST_F(WriteImporterTest, APrepareDoesNotWaitForAWriteOnceAnotherLayerOfTheImage
   o.startWait = std::chrono::seconds(30);
   startServices(o);
   writeImage();
-  ASSERT_TRUE(writeLayer(0).ok());
-  ASSERT_EQ(prepare(chains[0], "").error_code(), grpc::StatusCode::ALREADY_EXISTS);
-  std::string base = committed(chains[0], "");
+  std::string base;
+  ASSERT_NO_FATAL_FAILURE(commitBottomLayerFromItsWrite(&base));
   std::string corrupt = layers[2].blob;
   corrupt[corrupt.size() / 2] ^= 0x55;
   EXPECT_FALSE(writeBlob("layer-" + layers[2].digest, corrupt, layers[2].digest).ok());
