@@ -102,6 +102,51 @@ TEST_F(Unpacker, KeepsFileCapabilities) {
   EXPECT_EQ(xattr(root_ / "ping", "security.capability"), cap);
 }
 
+// The writer gives plain permission bits at creation and chowns or chmods only when fstat shows
+// the new inode differs; these are the cases where it does differ.
+TEST_F(Unpacker, OwnerAndModeHoldWhateverTheCreationGave) {
+  Meta sgid;  // a setgid directory: files created in it inherit its group, not the entry's
+  sgid.mode = 02775;
+  sgid.gid = 50;
+  Meta rootFile;
+  rootFile.mode = 0666;  // group and other write: the umask below would take them away
+  Meta readOnly;
+  readOnly.mode = 0444;
+  Meta dirAgain;
+  dirAgain.mode = 0700;
+  dirAgain.uid = 7;
+  Meta sticky;
+  sticky.mode = 01777;
+  mode_t old = ::umask(027);
+  std::string tar = TarBuilder()
+                        .dir("g/", sgid)
+                        .file("g/f", "x", rootFile)
+                        .dir("g/sub/")
+                        .file("ro", "y", readOnly)
+                        .dir("d/")
+                        .dir("d/", dirAgain)  // a repeated entry: the existing directory changes
+                        .dir("tmp/", sticky)
+                        .finish();
+  auto res = unpack(tar);
+  ::umask(old);
+  EXPECT_EQ(res.entries, 7u);
+  auto g = lstatOf(root_ / "g");
+  EXPECT_EQ(g.st_mode & 07777, 02775u);
+  EXPECT_EQ(g.st_gid, 50u);
+  auto f = lstatOf(root_ / "g/f");
+  EXPECT_EQ(f.st_gid, 0u) << "the entry's group wins over the setgid parent's";
+  EXPECT_EQ(f.st_mode & 07777, 0666u) << "the umask does not reach the layer";
+  auto sub = lstatOf(root_ / "g/sub");
+  EXPECT_EQ(sub.st_gid, 0u);
+  EXPECT_EQ(sub.st_mode & 07777, 0755u) << "no setgid inherited from the parent";
+  EXPECT_EQ(slurp(root_ / "ro"), "y") << "a read-only mode does not stop the write";
+  EXPECT_EQ(lstatOf(root_ / "ro").st_mode & 07777, 0444u);
+  auto d = lstatOf(root_ / "d");
+  EXPECT_EQ(d.st_mode & 07777, 0700u);
+  EXPECT_EQ(d.st_uid, 7u);
+  EXPECT_EQ(lstatOf(root_ / "tmp").st_mode & 07777, 01777u);
+}
+
 TEST_F(Unpacker, SkipsTheCompressedHashWhenTheSourceVerifies) {
   std::string tar = TarBuilder().file("a", std::string(100000, 'a')).finish();
   std::string blob = gzip(tar);
