@@ -417,9 +417,9 @@ void LayerWriter::applyFdMetadata(int fd, std::string_view path, struct archive_
   const mode_t perm = archive_entry_perm(e) & 07777;
   // Most entries are root's, created by root with their final permission bits (createMode), so
   // one fstat usually replaces a chown and a chmod: each of those dirties the inode and opens a
-  // journal handle, and together they were a tenth of a small-file layer's CPU. The fstat, not an
-  // assumption, decides: the umask, a setgid parent or a default ACL can all make the new inode
-  // differ from what was asked for.
+  // journal handle, and together they were 6.5 % of a small-file layer's CPU samples. The fstat,
+  // not an assumption, decides: the umask, a setgid parent or a default ACL can all make the new
+  // inode differ from what was asked for.
   struct stat st {};
   if (::fstat(fd, &st) != 0) throwSys("cannot inspect", path);
   bool chowned = false;

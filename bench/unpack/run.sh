@@ -140,8 +140,6 @@ timed() {
   t1=$(date +%s.%N)
   echo "$t1 - $t0" | bc -l
 }
-# CPU seconds (user, system) of the last `snap` run.
-last_cpu() { cat "$work/cpu"; }
 
 for layer in $layers; do
   case $layer in
@@ -167,7 +165,7 @@ for layer in $layers; do
     for t in "${order[@]}"; do
       s=$(timed "$t" "$file" "$mnt/$t")
       if [ "$t" = snap ]; then
-        read -r u sy < <(last_cpu)
+        read -r u sy <"$work/cpu"  # user and system seconds of this `snap` run
         if [ -z "${cpu_best:-}" ] || [ "$(echo "$u + $sy < $cpu_best" | bc -l)" = 1 ]; then
           cpu_best=$(echo "$u + $sy" | bc -l) cpu_user=$u cpu_sys=$sy
         fi
