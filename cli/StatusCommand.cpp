@@ -117,15 +117,16 @@ std::string renderStatus(const std::vector<progress::ImageProgress>& images) {
     out += ", fetched " + humanBytes(fetched) +
            (size ? " of " + humanBytes(size) + " " + percent(fetched, size) : "");
     out += "\n";
-    out +=
-        fmt("  %-19s  %-10s  %-28s  %-10s  %s\n", "LAYER", "STATE", "FETCHED", "WRITTEN", "TIME");
+    out += fmt("  %-19s  %-10s  %-8s  %-7s  %-28s  %-10s  %s\n", "LAYER", "STATE", "SOURCE", "VIA",
+               "FETCHED", "WRITTEN", "TIME");
     for (const auto& l : img.layers) {
       std::string got =
           humanBytes(l.fetched) +
           (l.size ? " / " + humanBytes(l.size) + " " + percent(l.fetched, l.size) : "");
-      out +=
-          fmt("  %-19s  %-10s  %-28s  %-10s  %.1fs", shortDigest(l.digest).c_str(),
-              progress::stateName(l.state), got.c_str(), humanBytes(l.written).c_str(), l.seconds);
+      out += fmt("  %-19s  %-10s  %-8s  %-7s  %-28s  %-10s  %.1fs", shortDigest(l.digest).c_str(),
+                 progress::stateName(l.state), l.source.empty() ? "-" : l.source.c_str(),
+                 l.via.empty() ? "-" : l.via.c_str(), got.c_str(), humanBytes(l.written).c_str(),
+                 l.seconds);
       if (!l.error.empty()) out += "  (" + l.error + ")";
       out += "\n";
     }

@@ -92,6 +92,15 @@ void ImportProgress::layerState(const std::string& digest, LayerState state,
   if (isEnd(state)) l.ended = Clock::now();
 }
 
+void ImportProgress::layerSource(const std::string& digest, const std::string& source,
+                                 const std::string& via) {
+  std::lock_guard lock(mu_);
+  auto it = layers_.find(digest);
+  if (it == layers_.end()) return;
+  it->second.p.source = source;
+  it->second.p.via = via;
+}
+
 void ImportProgress::layerBytes(const std::string& digest, uint64_t fetched, uint64_t written) {
   std::lock_guard lock(mu_);
   auto it = layers_.find(digest);
@@ -122,7 +131,7 @@ std::vector<ImageProgress> ImportProgress::snapshot(Clock::time_point now) const
 
 LayerProgress ImportProgress::viewLocked(const std::string& digest, Clock::time_point now) const {
   auto it = layers_.find(digest);
-  if (it == layers_.end()) return LayerProgress{digest, 0, 0, 0, LayerState::Queued, {}, 0};
+  if (it == layers_.end()) return LayerProgress{digest, 0, 0, 0, LayerState::Queued, {}, 0, {}, {}};
   LayerProgress p = it->second.p;
   p.seconds = secondsBetween(it->second.started, isEnd(p.state) ? it->second.ended : now);
   return p;
@@ -154,7 +163,9 @@ std::string toJson(const std::vector<ImageProgress>& images) {
                         {"written_bytes", l.written},
                         {"state", stateName(l.state)},
                         {"error", l.error},
-                        {"seconds", l.seconds}});
+                        {"seconds", l.seconds},
+                        {"source", l.source},
+                        {"via", l.via}});
     }
     doc["images"].push_back({{"ref", img.ref},
                              {"manifest", img.manifest},
@@ -187,6 +198,9 @@ std::vector<ImageProgress> fromJson(const std::string& json) {
         }
         p.error = l.at("error").get<std::string>();
         p.seconds = l.at("seconds").get<double>();
+        // Absent from the documents of daemons older than these fields.
+        p.source = l.value("source", std::string());
+        p.via = l.value("via", std::string());
         img.layers.push_back(std::move(p));
       }
       out.push_back(std::move(img));

@@ -28,6 +28,13 @@ struct LayerProgress {
   LayerState state = LayerState::Queued;
   std::string error;   // why it failed or fell back
   double seconds = 0;  // since the job started; total once finished
+  // Where the layer's bytes come from: "registry" (the importer fetches it) or "content"
+  // (containerd's own write of the blob into the content store); empty before anyone started.
+  std::string source;
+  // How the layer reaches containerd's snapshot: "prepare" (committed for containerd's Prepare,
+  // which answers AlreadyExists) or "apply" (the diff service puts it into the snapshot
+  // containerd asked it to apply the layer to); empty while that is not known yet.
+  std::string via;
 };
 
 struct ImageProgress {
@@ -56,6 +63,8 @@ class ImportProgress {
   void imageFinished(const std::string& ref, const std::string& manifest);
 
   void layerState(const std::string& digest, LayerState state, const std::string& error = {});
+  // See LayerProgress::source and ::via.
+  void layerSource(const std::string& digest, const std::string& source, const std::string& via);
   // Totals so far (not increments), so a retried fetch can start counting again from 0.
   void layerBytes(const std::string& digest, uint64_t fetched, uint64_t written);
 

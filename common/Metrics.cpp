@@ -95,6 +95,12 @@ Metrics::Metrics()
                          .Name("snapimport_no_space_errors_total")
                          .Help("Operations that failed with \"no space left on device\", by area.")
                          .Register(*registry_)),
+      appliesFamily_(BuildCounter()
+                         .Name("snapimport_diff_applies_total")
+                         .Help("Layers the diff service applied into containerd's snapshots, by "
+                               "where it took them from (write: unpacked as containerd wrote "
+                               "the blob; store: unpacked from the content store at the Apply).")
+                         .Register(*registry_)),
       snapshotsFamily_(BuildGauge()
                            .Name("snapimport_snapshots")
                            .Help("Snapshots in the store, by kind.")
@@ -115,6 +121,7 @@ Metrics::Metrics()
     for (std::string_view r : kFallbackReasons) fallbacks(r, s);
   }
   for (std::string_view a : kNoSpaceAreas) noSpaceFamily_.Add({{"area", std::string(a)}});
+  for (std::string_view f : kApplySources) appliesFamily_.Add({{"from", std::string(f)}});
   for (const char* kind : {"committed", "active", "view"}) snapshotsFamily_.Add({{"kind", kind}});
 }
 
@@ -143,6 +150,10 @@ prometheus::Counter& Metrics::importsCompletedFrom(std::string_view source) {
 
 prometheus::Counter& Metrics::noSpaceErrors(std::string_view area) {
   return noSpaceFamily_.Add({{"area", std::string(known(area, kNoSpaceAreas))}});
+}
+
+prometheus::Counter& Metrics::diffApplies(std::string_view from) {
+  return appliesFamily_.Add({{"from", std::string(known(from, kApplySources))}});
 }
 
 prometheus::Gauge& Metrics::snapshots(std::string_view kind) {

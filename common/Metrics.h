@@ -75,6 +75,10 @@ inline constexpr std::array<std::string_view, 5> kNoSpaceAreas = {
 // writes into snapimport's content store (WriteImporter). Every import series carries it.
 inline constexpr std::array<std::string_view, 2> kImportSources = {"registry", "content"};
 
+// Where the diff service's Apply took a layer from: the tree WriteImporter unpacked while
+// containerd wrote the blob, or an unpack of the blob from the content store at the Apply.
+inline constexpr std::array<std::string_view, 2> kApplySources = {"write", "store"};
+
 // The buckets of snapimport_layer_import_duration_seconds: layers take from milliseconds (tiny
 // config layers) to minutes (multi-GB layers on slow links).
 inline const std::vector<double> kLayerDurationBuckets = {0.05, 0.1, 0.25, 0.5, 1,   2.5, 5,
@@ -111,6 +115,8 @@ class Metrics {
   prometheus::Counter& fallbacks(std::string_view reason, std::string_view source = "registry");
   prometheus::Counter& importsStartedFrom(std::string_view source);
   prometheus::Counter& importsCompletedFrom(std::string_view source);
+  // Layers the diff service applied (they are also source="content" imports), by kApplySources.
+  prometheus::Counter& diffApplies(std::string_view from);
 
   // Snapshot store state, set from the store at each scrape (see onScrape).
   prometheus::Gauge& snapshots(std::string_view kind);  // "committed", "active", "view"
@@ -136,6 +142,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& failedFamily_;
   prometheus::Family<prometheus::Counter>& fallbackFamily_;
   prometheus::Family<prometheus::Counter>& noSpaceFamily_;
+  prometheus::Family<prometheus::Counter>& appliesFamily_;
   prometheus::Family<prometheus::Gauge>& snapshotsFamily_;
   prometheus::Family<prometheus::Counter>& grpcRequests_;
   prometheus::Family<prometheus::Histogram>& grpcDuration_;

@@ -139,68 +139,86 @@ grpc::Status DiffService::Apply(grpc::ServerContext* ctx, const diffv1::ApplyReq
       return gone();
     }
     const char* from = staged ? "write" : "store";
-    if (!staged) {
-      fs::path dir = makeStagingDir(snapshots_->stagingDir(), "apply-");
+    if (writes_) writes_->applyStarted(digest->str(), !staged);
+    // Everything from here on is reported to `snapimport status` when it ends, however it ends.
+    auto place = [&]() -> grpc::Status {
+      if (!staged) {
+        fs::path dir = makeStagingDir(snapshots_->stagingDir(), "apply-");
+        try {
+          ApplySource src(content_->blobPath(*digest), ctx);
+          unpack::Options opts;
+          opts.userxattr = snapshots_->overlayOptions().userxattr;
+          if (writes_) opts.limits = writes_->options().limits;
+          // The content store verified this blob's digest when it was committed.
+          opts.hashCompressed = false;
+          opts.sync = req->sync_fs();
+          unpack::Result r = unpack::unpackLayer(src, desc.media_type(), dir / "fs", opts);
+          staged = WriteImporter::StagedLayer{dir,
+                                              digest->str(),
+                                              r.diffId,
+                                              r.implicitDirs,
+                                              r.compressedBytes,
+                                              r.uncompressedBytes,
+                                              r.entries};
+        } catch (const unpack::Cancelled&) {
+          removeQuietly(dir);
+          return gone();
+        } catch (...) {
+          removeQuietly(dir);
+          metrics::Metrics::daemon().importsFailed("extract", kSource).Increment();
+          throw;
+        }
+      } else if (req->sync_fs()) {
+        syncDir(staged->dir / "fs");
+      }
       try {
-        ApplySource src(content_->blobPath(*digest), ctx);
-        unpack::Options opts;
-        opts.userxattr = snapshots_->overlayOptions().userxattr;
-        if (writes_) opts.limits = writes_->options().limits;
-        // The content store verified this blob's digest when it was committed.
-        opts.hashCompressed = false;
-        opts.sync = req->sync_fs();
-        unpack::Result r = unpack::unpackLayer(src, desc.media_type(), dir / "fs", opts);
-        staged = WriteImporter::StagedLayer{dir,
-                                            digest->str(),
-                                            r.diffId,
-                                            r.implicitDirs,
-                                            r.compressedBytes,
-                                            r.uncompressedBytes,
-                                            r.entries};
-      } catch (const unpack::Cancelled&) {
-        removeQuietly(dir);
-        return gone();
+        unpack::fixImplicitDirs(staged->dir / "fs", staged->implicitDirs, active->lowers);
+        if (cancelled()) {
+          removeQuietly(staged->dir);
+          return gone();
+        }
+        // rename(2) replaces an empty directory: the tree appears whole, or not at all.
+        if (::rename((staged->dir / "fs").c_str(), active->fs.c_str()) != 0) {
+          const int err = errno;
+          throw std::runtime_error("move the unpacked layer into snapshot " + active->info.name +
+                                   " (" + active->fs.string() + "): " + std::strerror(err) +
+                                   (err == ENOTEMPTY || err == EEXIST
+                                        ? " (the snapshot is not empty: a layer is applied only "
+                                          "to a fresh snapshot)"
+                                        : ""));
+        }
       } catch (...) {
-        removeQuietly(dir);
-        metrics::Metrics::daemon().importsFailed("extract", kSource).Increment();
+        removeQuietly(staged->dir);
         throw;
       }
-    } else if (req->sync_fs()) {
-      syncDir(staged->dir / "fs");
-    }
-    try {
-      unpack::fixImplicitDirs(staged->dir / "fs", staged->implicitDirs, active->lowers);
-      if (cancelled()) {
-        removeQuietly(staged->dir);
-        return gone();
-      }
-      // rename(2) replaces an empty directory: the tree appears whole, or not at all.
-      if (::rename((staged->dir / "fs").c_str(), active->fs.c_str()) != 0) {
-        const int err = errno;
-        throw std::runtime_error("move the unpacked layer into snapshot " + active->info.name +
-                                 " (" + active->fs.string() + "): " + std::strerror(err) +
-                                 (err == ENOTEMPTY || err == EEXIST
-                                      ? " (the snapshot is not empty: a layer is applied only "
-                                        "to a fresh snapshot)"
-                                      : ""));
-      }
-    } catch (...) {
       removeQuietly(staged->dir);
+      metrics::Metrics::daemon().importsCompletedFrom(kSource).Increment();
+      log::info("applied layer", {{"layer", staged->blobDigest},
+                                  {"diff_id", staged->diffId},
+                                  {"snapshot", active->info.name},
+                                  {"from", from},
+                                  {"bytes", std::to_string(staged->uncompressedBytes)},
+                                  {"entries", std::to_string(staged->entries)}});
+      auto* applied = resp->mutable_applied();
+      applied->set_media_type(kAppliedMediaType);
+      applied->set_digest(staged->diffId);
+      applied->set_size(static_cast<int64_t>(staged->uncompressedBytes));
+      return grpc::Status::OK;
+    };
+    grpc::Status status;
+    try {
+      status = place();
+    } catch (const std::exception& x) {
+      if (writes_) writes_->applyFinished(digest->str(), 0, 0, x.what());
       throw;
     }
-    removeQuietly(staged->dir);
-    metrics::Metrics::daemon().importsCompletedFrom(kSource).Increment();
-    log::info("applied layer", {{"layer", staged->blobDigest},
-                                {"diff_id", staged->diffId},
-                                {"snapshot", active->info.name},
-                                {"from", from},
-                                {"bytes", std::to_string(staged->uncompressedBytes)},
-                                {"entries", std::to_string(staged->entries)}});
-    auto* applied = resp->mutable_applied();
-    applied->set_media_type(kAppliedMediaType);
-    applied->set_digest(staged->diffId);
-    applied->set_size(static_cast<int64_t>(staged->uncompressedBytes));
-    return grpc::Status::OK;
+    if (writes_) {
+      writes_->applyFinished(digest->str(), status.ok() ? staged->compressedBytes : 0,
+                             status.ok() ? staged->uncompressedBytes : 0,
+                             status.ok() ? std::string() : status.error_message());
+    }
+    if (status.ok()) metrics::Metrics::daemon().diffApplies(from).Increment();
+    return status;
   });
 }
 

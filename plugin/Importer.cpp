@@ -430,6 +430,7 @@ void Importer::runJob(Job& job) {
   m.importsStarted.Increment();
   m.importJobsInFlight.Increment();
   prog.layerState(job.desc.digest, LayerState::Fetching);
+  prog.layerSource(job.desc.digest, "registry", "prepare");
   fs::path staged;
   std::string reason, error;
   unpack::Result result;

@@ -24,6 +24,10 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr const char* kSource = "content";
+// What `snapimport status` says of a layer containerd applies itself because its Prepare came
+// before any of its bytes (containerd's unpacker fetches only after the first layer it must apply).
+constexpr const char* kDeclinedWhy =
+    "containerd applies it itself: its Prepare came before any of its bytes";
 
 // containerd's metadata store hands the backend "<namespace>/<seq>/<ref>", and its fetcher names
 // refs "<kind>-<digest>" (remotes.MakeRefKey): "layer-", "config-", "manifest-", "index-".
@@ -353,15 +357,9 @@ std::unique_ptr<WriteImporter::Tee> WriteImporter::beginWrite(const std::string&
   }
   metrics::Metrics::daemon().importsStartedFrom(kSource).Increment();
   auto& prog = progress::ImportProgress::daemon();
-  if (auto image = index_.imageOf(expected)) {
-    bool first;
-    {
-      std::lock_guard lock(mu_);
-      first = startedImages_.emplace(image->manifest, image->ref).second;
-    }
-    if (first) prog.imageStarted(image->ref, image->manifest, image->layers);
-  }
+  showImageOf(expected);
   prog.layerState(expected, LayerState::Fetching);
+  prog.layerSource(expected, kSource, "");  // a Prepare or an Apply takes it: not known yet
   log::debug("unpacking layer as containerd writes it",
              {{"ref", ref}, {"layer", expected}, {"bytes", std::to_string(total)}});
   std::vector<std::thread> ended;
@@ -586,6 +584,22 @@ bool WriteImporter::imageWriteFailedLocked(const std::string& manifest,
   return false;
 }
 
+void WriteImporter::showImageOf(const std::string& layer) {
+  auto image = index_.imageOf(layer);
+  if (!image) return;
+  std::vector<std::string> declined;
+  {
+    std::lock_guard lock(mu_);
+    if (!startedImages_.emplace(image->manifest, image->ref).second) return;
+    for (const auto& [digest, size] : image->layers)
+      if (declined_.count(digest)) declined.push_back(digest);
+  }
+  auto& prog = progress::ImportProgress::daemon();
+  prog.imageStarted(image->ref, image->manifest, image->layers);
+  // Layers whose Prepare came before this image showed up: containerd applied them itself.
+  for (const auto& d : declined) prog.layerState(d, LayerState::Fallback, kDeclinedWhy);
+}
+
 void WriteImporter::finishImage(const std::string& manifest) {
   std::string ref;
   {
@@ -669,6 +683,9 @@ WriteImporter::Outcome WriteImporter::prepare(const std::string& key, const std:
       if (expected) {
         if (declined_.size() > 4096) declined_.clear();
         declined_[expected->blobDigest] = Clock::now();
+        // A leaf lock; the layer shows only once its image does (showImageOf).
+        progress::ImportProgress::daemon().layerState(expected->blobDigest, LayerState::Fallback,
+                                                      kDeclinedWhy);
       }
       return Outcome::Fallback;
     }
@@ -707,6 +724,7 @@ WriteImporter::Outcome WriteImporter::prepare(const std::string& key, const std:
       if (expected && expected->top) finishImage(expected->manifest);
       return Outcome::Fallback;
     }
+    progress::ImportProgress::daemon().layerSource(layer, kSource, "prepare");
     progress::ImportProgress::daemon().layerState(layer, LayerState::Committing);
     try {
       commitImportedLayer(*snapshots_, chainId, parent, labels, staged->dir, staged->implicitDirs);
@@ -732,6 +750,29 @@ WriteImporter::Outcome WriteImporter::prepare(const std::string& key, const std:
     fallback("other", layer, x.what());
     return Outcome::Fallback;
   }
+}
+
+void WriteImporter::applyStarted(const std::string& digest, bool fromStore) {
+  auto& prog = progress::ImportProgress::daemon();
+  showImageOf(digest);
+  prog.layerSource(digest, kSource, "apply");
+  prog.layerState(digest, fromStore ? LayerState::Fetching : LayerState::Committing);
+}
+
+void WriteImporter::applyFinished(const std::string& digest, uint64_t compressedBytes,
+                                  uint64_t uncompressedBytes, const std::string& error) {
+  auto& prog = progress::ImportProgress::daemon();
+  if (error.empty()) {
+    prog.layerBytes(digest, compressedBytes, uncompressedBytes);
+    prog.layerState(digest, LayerState::Done);
+  } else {
+    prog.layerState(digest, LayerState::Failed, error);
+  }
+  // containerd applies an image's layers bottom first: its top layer ends the image, and so does
+  // a failure, which fails containerd's pull.
+  auto image = index_.imageOf(digest);
+  if (image && (!error.empty() || (!image->layers.empty() && image->layers.back().first == digest)))
+    finishImage(image->manifest);
 }
 
 void WriteImporter::blobDeleted(const std::string& digest) {

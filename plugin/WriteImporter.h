@@ -174,6 +174,15 @@ class WriteImporter {
   std::optional<StagedLayer> take(const LayerQuery& q, std::chrono::milliseconds wait,
                                   const std::function<bool()>& cancelled = {});
 
+  // For `snapimport status`: the diff service is applying blob `digest` (the layer shows under
+  // the indexed image that lists it, source "content", via "apply"; `fromStore`: it is unpacked
+  // from the content store now, rather than taken from a tree staged from the write), and then
+  // it ended, with `error` empty when the layer is in the snapshot. Declined Applies are not
+  // shown: containerd's own differ does those.
+  void applyStarted(const std::string& digest, bool fromStore);
+  void applyFinished(const std::string& digest, uint64_t compressedBytes,
+                     uint64_t uncompressedBytes, const std::string& error);
+
   // Blob `digest` left the content store (containerd's GC after a failed or cancelled pull): a
   // tree staged from it will not be claimed, so it goes now rather than after the grace period.
   void blobDeleted(const std::string& digest);
@@ -201,6 +210,8 @@ class WriteImporter {
                                          std::shared_ptr<Entry> e, std::chrono::milliseconds wait,
                                          const std::function<bool()>& cancelled);
   void fallback(const std::string& reason, const std::string& layer, const std::string& why);
+  // Shows the indexed image listing `layer` in `snapimport status`, once.
+  void showImageOf(const std::string& layer);
   void finishImage(const std::string& layer);
   // True when the write of a layer of `manifest` failed since `since` (mu_ held): containerd's
   // fetch of that image is failing, so the writes of its other layers may never begin.

@@ -37,6 +37,11 @@ cri_pull() {
 si_step "CRI pull $REF_A (k8s.io)" cri_pull "$REF_A" a
 after_first=$(si_imp_imported_count)
 [ "$after_first" -eq 3 ] || fail "the first pull imported $after_first layers, want 3"
+for l in "${LAYERS[@]}"; do
+  got=$(si_imp_layer_status "$l")
+  [ "$got" = "done registry prepare" ] ||
+    fail "snapimport status shows layer $l as '$got' after the first pull, want 'done registry prepare'"
+done
 si_step "CRI pull $REF_B (k8s.io, second tag)" cri_pull "$REF_B" b
 
 NS2=second

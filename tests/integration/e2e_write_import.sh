@@ -108,6 +108,30 @@ else
       fail "layer $((i + 1)) (${LAYERS[$i]}) was not imported from its write"
   done
 fi
+# --- what `snapimport status` shows: each layer's source and how it reached the snapshot ---------
+si_imp_status >"$SI_WORK/logs/status.out"
+grep -q "SOURCE    VIA" "$SI_WORK/logs/status.out" || fail "snapimport status shows no SOURCE and VIA columns: $(cat "$SI_WORK/logs/status.out")"
+by_prepare=0 by_apply=0
+for i in $(seq 0 $((N - 1))); do
+  got=$(si_imp_layer_status "${LAYERS[$i]}")
+  case "$got" in
+    "done content prepare") by_prepare=$((by_prepare + 1)) ;;
+    "done content apply") by_apply=$((by_apply + 1)) ;;
+    "fallback - -")
+      # containerd's unpacker applies the first layer it needs itself, before it fetches.
+      [ "$DIFF" = 0 ] && [ "$i" -eq 0 ] && [ "$want_writes" -gt 0 ] ||
+        fail "snapimport status shows layer $((i + 1)) (${LAYERS[$i]}) as '$got'" ;;
+    *) [ "$DIFF" = 1 ] || [ "$want_writes" -eq 0 ] ||
+         fail "snapimport status shows layer $((i + 1)) (${LAYERS[$i]}) as '$got', want 'done content prepare'" ;;
+  esac
+done
+diff_applies=$(si_imp_metric snapimport_diff_applies_total)
+si_log "snapimport status: $by_prepare layers done from content via prepare, $by_apply via apply; snapimport_diff_applies_total=$diff_applies"
+[ "$by_prepare" -eq "$from_writes" ] ||
+  fail "snapimport status shows $by_prepare layers committed for a Prepare, the log $from_writes"
+[ "$by_apply" -eq "$by_diff" ] || fail "snapimport status shows $by_apply layers applied, the log $by_diff"
+[ "$diff_applies" -eq "$by_diff" ] || fail "snapimport_diff_applies_total is $diff_applies, the log has $by_diff applies"
+
 content=$(si_ctr -n k8s.io content ls -q)
 for l in "${LAYERS[@]}"; do
   grep -qx "$l" <<<"$content" || fail "layer blob $l is not in the content store (containerd wrote it)"

@@ -90,6 +90,15 @@ si_imp_metric() {
     END { printf "%d\n", t }'
 }
 
+# si_imp_status [--json]: `snapimport status` of the daemon si_imp_start_snapimport started.
+si_imp_status() { "$SNAPIMPORT_BIN" status --admin-address "${SI_SNAPIMPORT_SOCK%.sock}-admin.sock" "$@"; }
+# si_imp_layer_status DIGEST: "STATE SOURCE VIA" of the layer's first entry in `snapimport status`
+# ("-" for an empty field; "absent - -" when no image lists it).
+si_imp_layer_status() {
+  si_imp_status --json | jq -r --arg d "$1" '[.images[].layers[] | select(.digest == $d)][0] // {} |
+    "\(.state // "absent") \(if (.source // "") == "" then "-" else .source end) \(if (.via // "") == "" then "-" else .via end)"'
+}
+
 si_imp_imported_count() { grep -c 'msg="imported layer"' "$SI_SNAPIMPORT_LOG" || true; }
 si_imp_applied_count() { grep -c 'diff applied' "$SI_CONTAINERD_LOG" || true; }
 

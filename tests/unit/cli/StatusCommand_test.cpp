@@ -27,6 +27,8 @@ void feed(ImportProgress& t) {
   t.layerState("sha256:bbbbbbbbbbbb2222", LayerState::Fetching);
   t.layerBytes("sha256:bbbbbbbbbbbb2222", 15 << 20, 20 << 20);
   t.layerState("sha256:cccccccccccc3333", LayerState::Fallback, "unknown media type");
+  t.layerSource("sha256:aaaaaaaaaaaa1111", "registry", "prepare");
+  t.layerSource("sha256:bbbbbbbbbbbb2222", "content", "apply");
 }
 
 TEST(StatusRender, ShowsImagesAndLayersWithProgress) {
@@ -44,6 +46,11 @@ TEST(StatusRender, ShowsImagesAndLayersWithProgress) {
   EXPECT_TRUE(has(out, "sha256:cccccccccccc  fallback")) << out;
   EXPECT_TRUE(has(out, "(unknown media type)")) << out;
   EXPECT_TRUE(has(out, "running for")) << out;
+  // Where each layer comes from and how it reaches containerd's snapshot; "-" before anyone knows.
+  EXPECT_TRUE(has(out, "STATE       SOURCE    VIA      FETCHED")) << out;
+  EXPECT_TRUE(has(out, "sha256:aaaaaaaaaaaa  done        registry  prepare  10.0 MiB")) << out;
+  EXPECT_TRUE(has(out, "sha256:bbbbbbbbbbbb  fetching    content   apply    15.0 MiB")) << out;
+  EXPECT_TRUE(has(out, "sha256:cccccccccccc  fallback    -         -        ")) << out;
 }
 
 TEST(StatusRender, FinishedAndEmpty) {

@@ -85,6 +85,7 @@ TEST(ImportProgress, JsonRoundTrip) {
   t.imageStarted("reg/app:\"q\"", "sha256:m1", kLayers);
   t.layerState("sha256:aaa", LayerState::Committing);
   t.layerBytes("sha256:aaa", 100, 400);
+  t.layerSource("sha256:aaa", "content", "apply");
   auto before = t.snapshot();
   auto after = fromJson(toJson(before));
   ASSERT_EQ(after.size(), 1u);
@@ -94,7 +95,23 @@ TEST(ImportProgress, JsonRoundTrip) {
   EXPECT_EQ(after[0].layers[0].state, LayerState::Committing);
   EXPECT_EQ(after[0].layers[0].written, 400u);
   EXPECT_EQ(after[0].layers[1].size, 200u);
+  EXPECT_EQ(after[0].layers[0].source, "content");
+  EXPECT_EQ(after[0].layers[0].via, "apply");
+  EXPECT_EQ(after[0].layers[1].source, "");
   EXPECT_EQ(toJson({}), "{\"images\":[]}");
+}
+
+// A daemon from before the source and via fields: its document still reads, with both empty.
+TEST(ImportProgress, JsonWithoutSourceReads) {
+  auto images = fromJson(
+      R"({"images":[{"ref":"r","manifest":"sha256:m","finished":false,"seconds":1.5,"layers":[)"
+      R"({"digest":"sha256:a","size":1,"fetched_bytes":1,"written_bytes":2,"state":"done",)"
+      R"("error":"","seconds":1.0}]}]})");
+  ASSERT_EQ(images.size(), 1u);
+  ASSERT_EQ(images[0].layers.size(), 1u);
+  EXPECT_EQ(images[0].layers[0].state, LayerState::Done);
+  EXPECT_EQ(images[0].layers[0].source, "");
+  EXPECT_EQ(images[0].layers[0].via, "");
 }
 
 TEST(ImportProgress, MalformedJsonIsAnError) {

@@ -7,7 +7,11 @@
 
 #include <sys/stat.h>
 
+#include <optional>
+
 #include "WriteImportFixture.h"
+#include "common/ImportProgress.h"
+#include "common/Metrics.h"
 
 namespace snapimport::plugin::test {
 namespace {
@@ -156,6 +160,55 @@ TEST_F(DiffServiceTest, ASnapshotThatIsNotEmptyIsNotOverwritten) {
   EXPECT_EQ(slurp(fsOf(mounts) / "a/x"), "one\n");
   EXPECT_FALSE(fs::exists(fsOf(mounts) / "b"));
   EXPECT_TRUE(stagingEmpty());
+}
+
+// `snapimport status` shows the applied layers under their image (source content, via apply),
+// the image ends with its top layer, and snapimport_diff_applies_total counts where each came from.
+TEST_F(DiffServiceTest, StatusAndMetricsShowTheApplies) {
+  auto& metrics = metrics::Metrics::daemon();
+  const double fromStore = metrics.diffApplies("store").Value();
+  const double fromWrite = metrics.diffApplies("write").Value();
+  writeImage();
+  const std::string manifest = sha256Digest(manifestBytes);
+  auto imageNow = [&]() -> std::optional<progress::ImageProgress> {
+    for (const auto& img : progress::ImportProgress::daemon().snapshot())
+      if (img.manifest == manifest) return img;
+    return std::nullopt;
+  };
+  storeUnteed(layers[0]);
+  auto m0 = prepareActive("k/0");
+  diffv1::ApplyResponse resp;
+  ASSERT_TRUE(apply(layers[0], m0, &resp).ok());
+  ASSERT_TRUE(commitActive("c0", "k/0").ok());
+  ASSERT_TRUE(writeLayer(1).ok());
+  settle();
+  auto m1 = prepareActive("k/1", "c0");
+  ASSERT_TRUE(apply(layers[1], m1, &resp).ok());
+  ASSERT_TRUE(commitActive("c1", "k/1").ok());
+  EXPECT_EQ(metrics.diffApplies("store").Value(), fromStore + 1);
+  EXPECT_EQ(metrics.diffApplies("write").Value(), fromWrite + 1);
+
+  auto img = imageNow();
+  ASSERT_TRUE(img) << "the image of the applied layers is not in the status";
+  EXPECT_FALSE(img->finished) << "its top layer is still to come";
+  ASSERT_EQ(img->layers.size(), 3u);
+  for (int i = 0; i < 2; ++i) {
+    const auto& l = img->layers[static_cast<size_t>(i)];
+    EXPECT_EQ(l.state, progress::LayerState::Done) << "layer " << i;
+    EXPECT_EQ(l.source, "content") << "layer " << i;
+    EXPECT_EQ(l.via, "apply") << "layer " << i;
+    EXPECT_GT(l.written, 0u) << "layer " << i;
+  }
+  EXPECT_EQ(img->layers[2].state, progress::LayerState::Queued);
+  EXPECT_EQ(img->layers[2].source, "");
+
+  storeUnteed(layers[2]);
+  auto m2 = prepareActive("k/2", "c1");
+  ASSERT_TRUE(apply(layers[2], m2, &resp).ok());
+  img = imageNow();
+  ASSERT_TRUE(img);
+  EXPECT_TRUE(img->finished) << "the top layer's apply ends the image";
+  EXPECT_EQ(img->layers[2].via, "apply");
 }
 
 TEST_F(DiffServiceTest, DiffIsNotImplemented) {
