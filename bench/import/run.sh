@@ -171,6 +171,26 @@ stop_daemons() {
 }
 
 # bench_round IMAGE MODE ROUND
+run_pull() { # IMG MODE OUT: the pull this run times (BENCH_PULL), its output into OUT
+  local img=$1 mode=$2 out=$3
+  # With credentials: snapimport's rounds go through its CRI proxy, as kubelet's would.
+  local endpoint=unix://$SI_CONTAINERD_SOCK
+  local creds=()
+  if [ "$AUTH" = 1 ]; then
+    creds=(--creds "$CREDS")
+    [ "${mode%@*}" != snapimport ] || endpoint=unix://$SI_WORK/cri-proxy.sock
+  fi
+  if [ "$PULL" = ctr ]; then
+    local sn=overlayfs
+    [ "${mode%@*}" != snapimport ] || sn=snapimport
+    SI_CTR_TIMEOUT=1800 si_ctr -n k8s.io images pull --snapshotter "$sn" ${CREDS:+--user "$CREDS"} \
+      "${REF[$img]}" >"$out" 2>&1
+  else
+    timeout 1800 "$SNAPIMPORT_BIN" pull --image-endpoint "$endpoint" "${creds[@]}" "${REF[$img]}" \
+      >"$out" 2>&1
+  fi
+}
+
 bench_round() {
   local img=$1 mode=$2 round=$3
   local tag="$img.$mode.$round"
@@ -185,22 +205,7 @@ bench_round() {
   r0=$(cpu_ticks "$SI_REGISTRY_PID")
   t0=$(date +%s.%N)
   local rc=0
-  # With credentials: snapimport's rounds go through its CRI proxy, as kubelet's would.
-  local endpoint=unix://$SI_CONTAINERD_SOCK
-  local creds=()
-  if [ "$AUTH" = 1 ]; then
-    creds=(--creds "$CREDS")
-    [ "${mode%@*}" != snapimport ] || endpoint=unix://$SI_WORK/cri-proxy.sock
-  fi
-  if [ "$PULL" = ctr ]; then
-    local sn=overlayfs
-    [ "${mode%@*}" != snapimport ] || sn=snapimport
-    SI_CTR_TIMEOUT=1800 si_ctr -n k8s.io images pull --snapshotter "$sn" ${CREDS:+--user "$CREDS"} \
-      "${REF[$img]}" >"$SI_WORK/logs/pull.$tag.out" 2>&1 || rc=$?
-  else
-    timeout 1800 "$SNAPIMPORT_BIN" pull --image-endpoint "$endpoint" "${creds[@]}" "${REF[$img]}" \
-      >"$SI_WORK/logs/pull.$tag.out" 2>&1 || rc=$?
-  fi
+  run_pull "$img" "$mode" "$SI_WORK/logs/pull.$tag.out" || rc=$?
   t1=$(date +%s.%N)
   local secs
   secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
@@ -357,7 +362,7 @@ profile_report() {
   local total
   total=$(perf report -i "$data" -g none --sort comm --stdio 2>/dev/null | awk '/^# Samples:/ { print $3; exit }')
   echo
-  echo "== profile: snapimport round of image ${IMAGES[0]} ($wall s wall), perf record -a -e cpu-clock -F 499 =="
+  echo "== profile: $pmode round of image ${IMAGES[0]} ($wall s wall), perf record -a -e cpu-clock -F 499 =="
   echo "-- whole machine, share of busy samples by command ($total samples; $(nproc) cores x $wall s = $(awk -v w="$wall" -v n="$(nproc)" 'BEGIN { printf "%d", n * w * 499 }') possible) --"
   cat "$rep.comm"
   echo "-- snapimport (pid $pid) by object, share of all samples (kernel time: the rest of its share) --"
@@ -388,17 +393,20 @@ if [ "$PROFILE" = 1 ]; then
     si_warn "perf cannot record cpu-clock samples here; skipping the profile"
   else
     img=${IMAGES[0]}
-    si_log "==> profile: one more (untimed) snapimport round of $img under perf record -a"
-    start_daemons snapimport@1.6
+    # The first snapimport path of the run, pulled as its rounds were.
+    pmode=snapimport@1.6
+    for m in "${MODES[@]}"; do
+      if [ "${m%@*}" = snapimport ]; then pmode=$m; break; fi
+    done
+    si_log "==> profile: one more (untimed) $pmode round of $img under perf record -a"
+    start_daemons "$pmode"
     drop_caches
     pid=$SI_SNAPIMPORT_PID
     perf record -a -g -e cpu-clock -F 499 -o "$SI_WORK/perf.data" >"$SI_WORK/logs/perf-record.log" 2>&1 &
     perf_pid=$!
     sleep 1
     t0=$(date +%s.%N)
-    p_endpoint=unix://$SI_CONTAINERD_SOCK p_creds=()
-    if [ "$AUTH" = 1 ]; then p_endpoint=unix://$SI_WORK/cri-proxy.sock p_creds=(--creds "$CREDS"); fi
-    "$SNAPIMPORT_BIN" pull --image-endpoint "$p_endpoint" "${p_creds[@]}" "${REF[$img]}" >"$SI_WORK/logs/pull.profile.out" 2>&1 ||
+    run_pull "$img" "$pmode" "$SI_WORK/logs/pull.profile.out" ||
       si_warn "profiled pull failed: $(cat "$SI_WORK/logs/pull.profile.out")"
     wall=$(si_elapsed "$t0")
     kill -INT "$perf_pid"
@@ -407,12 +415,13 @@ if [ "$PROFILE" = 1 ]; then
       profile_report "$pid" "$wall"
       # Layer timeline: when each layer's import finished (committed), relative to the pull's start.
       echo "-- snapimport layer commits (from its log), seconds after the pull started --"
-      awk -v t0="$t0" '/msg="imported layer"/ {
+      awk -v t0="$t0" '/msg="(imported layer|imported layer from containerd.s write|applied layer)"/ {
           match($0, /time=[^ ]+/); ts = substr($0, RSTART + 5, RLENGTH - 5)
           match($0, /layer=sha256:[0-9a-f]+/); l = substr($0, RSTART + 13, 12)
           match($0, /bytes=[0-9]+/); b = substr($0, RSTART + 6, RLENGTH - 6)
           cmd = "date -d \"" ts "\" +%s.%N"; cmd | getline e; close(cmd)
-          printf "  +%6.2fs  layer %s  %5d MB compressed\n", e - t0, l, b / 1000000 }' "$SI_SNAPIMPORT_LOG"
+          how = /applied layer/ ? "applied (diff service), MB of tar" : (/containerd.s write/ ? "from containerd\047s write, MB compressed" : "from the registry, MB compressed")
+          printf "  +%6.2fs  layer %s  %5d  %s\n", e - t0, l, b / 1000000, how }' "$SI_SNAPIMPORT_LOG"
       grep -E '^snapimport_layer_import_duration_seconds_(sum|count)' <(curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics" 2>/dev/null) |
         sed 's/^/  /' || true
     } | tee -a "$SI_WORK/summary.txt"
