@@ -34,6 +34,15 @@
 #                    CRI PullImage, as kubelet gives imagePullSecrets; snapimport rounds pull
 #                    through its CRI image-service proxy ([cri] image_service_address), containerd
 #                    rounds straight at containerd. 0 (default): an anonymous registry
+#   BENCH_FS         fresh (default): every round's containerd and snapimport roots, and the floor's
+#                    unpacks, are on a new ext4 (a loop file under the work dir, made before the round,
+#                    removed after it); root: on the work dir's own filesystem, as before. On a
+#                    filesystem where a few 100k files were deleted in the last minutes (an earlier
+#                    run's cleanup, a test suite), ext4 skips recently freed inodes when it allocates
+#                    new ones, and creating files costs several times the CPU: 6 layers unpacked at
+#                    once took 13 CPU-s there against 6 on a fresh ext4. That penalty is the previous
+#                    run's, not the path under test.
+#   BENCH_FS_GB      size of that filesystem (default 12; sparse)
 #   BENCH_MAX_LAYERS / BENCH_MAX_PER_REGISTRY   snapimport's [import] concurrency (defaults: the
 #                    daemon's own)
 #   KEEP=1           keep the run's work dir (logs, perf data) and processes; see tests/integration/lib.sh
@@ -119,6 +128,40 @@ cpu_ticks() { # utime+stime of PID in clock ticks (0 if gone)
   awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
 }
 
+FS=${BENCH_FS:-fresh}
+case "$FS" in fresh | root) ;; *) si_die "BENCH_FS=$FS: expected fresh or root" ;; esac
+FS_LOOP=
+# fresh_fs_up DIR...: with BENCH_FS=fresh, a new ext4 (1.5 M inodes: the small image's four
+# 100k-file layers and containerd's copy fit) bound at each DIR; otherwise just the directories.
+# A run that fails mid-round leaves that loop device attached to a deleted file; `losetup -l`
+# shows it.
+fresh_fs_up() {
+  mkdir -p "$@"
+  [ "$FS" = fresh ] || return 0
+  local img=$SI_WORK/round-fs.img mnt=$SI_WORK/round-fs d
+  rm -f "$img"
+  truncate -s "${BENCH_FS_GB:-12}G" "$img"
+  mkfs.ext4 -q -F -N 1500000 -E lazy_itable_init=0,lazy_journal_init=0 "$img" ||
+    si_die "mkfs.ext4 of $img failed"
+  FS_LOOP=$(losetup --direct-io=on -f --show "$img" 2>/dev/null || losetup -f --show "$img") ||
+    si_die "losetup of $img failed"
+  mkdir -p "$mnt"
+  mount "$FS_LOOP" "$mnt" || si_die "mount $FS_LOOP at $mnt failed"
+  for d in "$@"; do
+    mkdir -p "$mnt/${d##*/}"
+    mount --bind "$mnt/${d##*/}" "$d" || si_die "bind $mnt/${d##*/} at $d failed"
+  done
+}
+# fresh_fs_down DIR...: undoes fresh_fs_up (whatever is mounted below the DIRs is gone already).
+fresh_fs_down() {
+  [ -n "$FS_LOOP" ] || return 0
+  local d
+  for d in "$@" "$SI_WORK/round-fs"; do umount "$d" 2>/dev/null || umount -l "$d"; done
+  losetup -d "$FS_LOOP" 2>/dev/null || true
+  rm -f "$SI_WORK/round-fs.img"
+  FS_LOOP=
+}
+
 start_daemons() { # MODE (PATH@RELEASE)
   local mode=${1%@*}
   si_select_containerd "${1#*@}"
@@ -160,6 +203,10 @@ stop_daemons() {
   SI_CONTAINERD_PID= SI_SNAPIMPORT_PID=
   si_unmount_under "$SI_WORK/containerd"
   si_unmount_under "$SI_WORK/snapimport"
+  if [ -n "$FS_LOOP" ]; then
+    fresh_fs_down "$SI_WORK/containerd" "$SI_WORK/snapimport"
+    return 0
+  fi
   # Deleting a round's 2 GB or 100k files takes minutes on a busy disk; a rename takes nothing.
   # The old roots go with the work dir at exit, so no deletion runs during a timed round.
   local trash
@@ -194,6 +241,7 @@ run_pull() { # IMG MODE OUT: the pull this run times (BENCH_PULL), its output in
 bench_round() {
   local img=$1 mode=$2 round=$3
   local tag="$img.$mode.$round"
+  fresh_fs_up "$SI_WORK/containerd" "$SI_WORK/snapimport"
   start_daemons "$mode"
   drop_caches
   wait_quiet
@@ -263,7 +311,7 @@ col() { awk -F'\t' -v i="$1" -v m="$2" -v c="$3" '$1 == i && $2 == m { print $c 
 
 {
   echo
-  echo "== snapimport import benchmark: cold $([ "$PULL" = ctr ] && echo "ctr images pull" || echo "CRI pull") + unpack, $ROUNDS rounds each, scale $SCALE, $(nproc) cores, $([ "$AUTH" = 1 ] && echo "private registry, credentials through CRI only" || echo "anonymous registry"), layer labels $([ "$ANNOTATIONS" = 1 ] && echo on || echo off), diff service $([ "$DIFF" = 1 ] && echo "on (1.7, 2.1)" || echo off) =="
+  echo "== snapimport import benchmark: cold $([ "$PULL" = ctr ] && echo "ctr images pull" || echo "CRI pull") + unpack, $ROUNDS rounds each, scale $SCALE, $(nproc) cores, $([ "$AUTH" = 1 ] && echo "private registry, credentials through CRI only" || echo "anonymous registry"), layer labels $([ "$ANNOTATIONS" = 1 ] && echo on || echo off), filesystem $FS, diff service $([ "$DIFF" = 1 ] && echo "on (1.7, 2.1)" || echo off) =="
   echo "   snapimport $("$SNAPIMPORT_BIN" --version 2>/dev/null | head -n1); containerd releases: $(for m in "${MODES[@]}"; do echo "${m#*@}"; done | sort -u | tr '\n' ' ')"
   for img in "${IMAGES[@]}"; do
     echo
@@ -317,10 +365,11 @@ floor_report() { # IMAGE
   local img=$1 oci=${OCI[$1]} m d out t wall user sys cpu_sum=0 max_wall=0 i=0
   m=$(si_image_manifest "$oci" latest)
   echo
-  echo "floor for image $img: each layer through \`snapimport unpack\` alone (syncfs included), caches dropped"
+  echo "floor for image $img: each layer through \`snapimport unpack\` alone (syncfs included), caches dropped, filesystem: $FS"
   printf '  %-6s %-14s %10s %8s %8s %8s\n' layer digest "MB gzip" wall user sys
+  fresh_fs_up "$SI_WORK/floor"
   for d in $(jq -r '.layers[].digest' "$m"); do
-    out=$SI_WORK/floor-$img-$i
+    out=$SI_WORK/floor/$img-$i
     drop_caches
     t=$( { /usr/bin/time -f '%e %U %S' "$SNAPIMPORT_BIN" unpack "$oci/blobs/sha256/${d#sha256:}" "$out" >/dev/null; } 2>&1 | tail -n1)
     read -r wall user sys <<<"$t"
@@ -328,9 +377,11 @@ floor_report() { # IMAGE
       "$(awk -v b="$(stat -c %s "$oci/blobs/sha256/${d#sha256:}")" 'BEGIN { print b / 1e6 }')" "$wall" "$user" "$sys"
     cpu_sum=$(awk -v a="$cpu_sum" -v u="$user" -v s="$sys" 'BEGIN { print a + u + s }')
     max_wall=$(awk -v a="$max_wall" -v w="$wall" 'BEGIN { print (w > a) ? w : a }')
-    mv "$out" "$SI_WORK/trash-floor-$img-$i" # deleted with the work dir, not while timing
+    # Deleted with the work dir (or its filesystem), not while timing.
+    [ -n "$FS_LOOP" ] || mv "$out" "$SI_WORK/trash-floor-$img-$i"
     i=$((i + 1))
   done
+  fresh_fs_down "$SI_WORK/floor"
   local floor
   floor=$(awk -v c="$cpu_sum" -v n="$(nproc)" -v w="$max_wall" 'BEGIN { f = c / n; printf "%.2f", (w > f) ? w : f }')
   printf '  %-30s %8.2f CPU-s in all; /%d cores = %.2f s; largest layer alone %.2f s\n' "unpack CPU:" "$cpu_sum" "$(nproc)" \
@@ -399,6 +450,7 @@ if [ "$PROFILE" = 1 ]; then
       if [ "${m%@*}" = snapimport ]; then pmode=$m; break; fi
     done
     si_log "==> profile: one more (untimed) $pmode round of $img under perf record -a"
+    fresh_fs_up "$SI_WORK/containerd" "$SI_WORK/snapimport"
     start_daemons "$pmode"
     drop_caches
     pid=$SI_SNAPIMPORT_PID
