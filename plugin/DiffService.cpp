@@ -1,9 +1,7 @@
 #include "DiffService.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <optional>
@@ -14,7 +12,6 @@
 #include "common/Log.h"
 #include "common/Metrics.h"
 #include "store/Digest.h"
-#include "unpack/Fd.h"
 #include "unpack/FileSource.h"
 
 namespace snapimport::plugin {
@@ -69,12 +66,6 @@ class ApplySource : public unpack::Source {
   unpack::FileSource file_;
   grpc::ServerContext* ctx_;
 };
-
-void syncDir(const fs::path& dir) {
-  unpack::Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (fd.get() < 0 || ::syncfs(fd.get()) != 0)
-    throw std::runtime_error("syncfs " + dir.string() + ": " + std::strerror(errno));
-}
 
 }  // namespace
 
@@ -169,7 +160,7 @@ grpc::Status DiffService::Apply(grpc::ServerContext* ctx, const diffv1::ApplyReq
           throw;
         }
       } else if (req->sync_fs()) {
-        syncDir(staged->dir / "fs");
+        unpack::syncFilesystem(staged->dir / "fs");
       }
       try {
         unpack::fixImplicitDirs(staged->dir / "fs", staged->implicitDirs, active->lowers);

@@ -66,7 +66,15 @@ class VerifyError : public std::runtime_error {
 struct WriteImporter::Entry {
   std::string digest;
   std::string ref;
-  enum class State { Streaming, Unpacking, Staged, Failed, Taken } state = State::Streaming;  // mu_
+  // Syncing: unpacked and verified, its syncfs running; no longer counted against maxConcurrent.
+  enum class State {
+    Streaming,
+    Unpacking,
+    Syncing,
+    Staged,
+    Failed,
+    Taken
+  } state = State::Streaming;  // mu_
 
   // The buffer between the Write stream and the unpack, under bmu.
   std::mutex bmu;
@@ -399,6 +407,7 @@ void WriteImporter::run(std::shared_ptr<Entry> e) {
     // The content store hashes every byte it is written and commits only the expected digest;
     // the tee saw exactly those bytes, and the stream's end comes only after that commit.
     opts.hashCompressed = false;
+    opts.sync = false;  // below, once this unpack no longer counts against maxConcurrent
     result = unpack::unpackLayer(src, mediaType, staged / "fs", opts);
     int64_t size;
     {
@@ -410,6 +419,13 @@ void WriteImporter::run(std::shared_ptr<Entry> e) {
                         std::to_string(result.compressedBytes) +
                         " bytes, the content store committed " + std::to_string(size));
     }
+    // What is left is waiting for the disk (syncfs writes back everything written so far, for
+    // every layer): a layer write that begins meanwhile is teed rather than refused as busy.
+    {
+      std::lock_guard lock(mu_);
+      e->state = Entry::State::Syncing;
+    }
+    unpack::syncFilesystem(staged / "fs");
   } catch (const VerifyError& x) {
     reason = "verify";
     error = x.what();
@@ -550,8 +566,8 @@ std::optional<WriteImporter::StagedLayer> WriteImporter::waitAndTake(
     std::unique_lock<std::mutex>& lock, std::shared_ptr<Entry> e, std::chrono::milliseconds wait,
     const std::function<bool()>& cancelled) {
   const auto deadline = wait.count() > 0 ? Clock::now() + wait : Clock::time_point::max();
-  while (!stopping_ &&
-         (e->state == Entry::State::Streaming || e->state == Entry::State::Unpacking)) {
+  while (!stopping_ && (e->state == Entry::State::Streaming ||
+                        e->state == Entry::State::Unpacking || e->state == Entry::State::Syncing)) {
     if (cancelled && cancelled()) return std::nullopt;
     auto now = Clock::now();
     if (now >= deadline) return std::nullopt;

@@ -24,6 +24,10 @@
 namespace snapimport::unpack {
 namespace {
 
+UnpackError syncError(const std::filesystem::path& dir, int err) {
+  return UnpackError("syncfs on " + dir.string() + " failed: " + std::strerror(err));
+}
+
 // Glue between libarchive's C callbacks and LayerStream. Exceptions must not unwind through
 // libarchive's C frames, so the callback parks them here and the caller rethrows.
 struct ReadContext {
@@ -81,9 +85,7 @@ Result unpackInto(LayerStream& stream, ReadContext& ctx, SecureRoot& root, const
   }
   stream.drain();
   writer.finish();
-  if (opts.sync && ::syncfs(root.fd()) != 0) {
-    throw UnpackError("syncfs on " + root.path().string() + " failed: " + std::strerror(errno));
-  }
+  if (opts.sync && ::syncfs(root.fd()) != 0) throw syncError(root.path(), errno);
   Result res;
   res.compressedDigest = stream.compressedDigest();
   res.diffId = stream.diffId();
@@ -196,6 +198,17 @@ Result unpackLayer(Source& src, std::string_view mediaType, const std::filesyste
     writer.rollback();
     throw;
   }
+}
+
+void syncFilesystem(const std::filesystem::path& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    throw UnpackError("open " + dir.string() + " to sync its filesystem: " + std::strerror(errno));
+  }
+  const int rc = ::syncfs(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) throw syncError(dir, err);
 }
 
 void fixImplicitDirs(const std::filesystem::path& dir, const std::vector<std::string>& implicitDirs,

@@ -87,6 +87,12 @@ bool isSupportedMediaType(std::string_view mediaType);
 Result unpackLayer(Source& src, std::string_view mediaType, const std::filesystem::path& dir,
                    const Options& opts);
 
+// What Options::sync does, for a caller that unpacked with sync = false and writes the layer
+// back itself (the write importer, once the unpack no longer counts against its concurrency;
+// the diff service for a tree staged without it): one syncfs() of the filesystem holding `dir`.
+// Throws UnpackError naming `dir` and the errno.
+void syncFilesystem(const std::filesystem::path& dir);
+
 // Gives implicit directories the mode/owner/times/xattrs of the first lower dir that has them
 // (overlay lowerdirs, nearest first). Overlay-internal and trusted.* xattrs are never copied.
 // Paths that are no longer directories in `dir`, or have no directory in the lowers, are left

@@ -102,6 +102,20 @@ TEST_F(Unpacker, KeepsFileCapabilities) {
   EXPECT_EQ(xattr(root_ / "ping", "security.capability"), cap);
 }
 
+// Callers that unpack with sync off write the layer back themselves: syncFilesystem succeeds on
+// the unpacked tree and names the directory when it cannot.
+TEST_F(Unpacker, SyncFilesystemSyncsOrNamesTheDirectory) {
+  unpack(TarBuilder().file("f", "data").finish());
+  EXPECT_NO_THROW(snapimport::unpack::syncFilesystem(root_));
+  try {
+    snapimport::unpack::syncFilesystem(root_ / "missing");
+    FAIL() << "a missing directory was synced";
+  } catch (const UnpackError& e) {
+    EXPECT_NE(std::string(e.what()).find((root_ / "missing").string()), std::string::npos)
+        << e.what();
+  }
+}
+
 // The writer gives plain permission bits at creation and chowns or chmods only when fstat shows
 // the new inode differs; these are the cases where it does differ.
 TEST_F(Unpacker, OwnerAndModeHoldWhateverTheCreationGave) {
