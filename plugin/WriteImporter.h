@@ -212,7 +212,7 @@ class WriteImporter {
   void fallback(const std::string& reason, const std::string& layer, const std::string& why);
   // Shows the indexed image listing `layer` in `snapimport status`, once.
   void showImageOf(const std::string& layer);
-  void finishImage(const std::string& layer);
+  void finishImage(const std::string& manifest);
   // True when the write of a layer of `manifest` failed since `since` (mu_ held): containerd's
   // fetch of that image is failing, so the writes of its other layers may never begin.
   bool imageWriteFailedLocked(const std::string& manifest,

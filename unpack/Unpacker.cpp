@@ -14,6 +14,7 @@
 
 #include "common/Log.h"
 #include "unpack/EntryPath.h"
+#include "unpack/Fd.h"
 #include "unpack/LayerStream.h"
 #include "unpack/LayerWriter.h"
 #include "unpack/MediaType.h"
@@ -201,14 +202,11 @@ Result unpackLayer(Source& src, std::string_view mediaType, const std::filesyste
 }
 
 void syncFilesystem(const std::filesystem::path& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) {
+  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) {
     throw UnpackError("open " + dir.string() + " to sync its filesystem: " + std::strerror(errno));
   }
-  const int rc = ::syncfs(fd);
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0) throw syncError(dir, err);
+  if (::syncfs(fd.get()) != 0) throw syncError(dir, errno);
 }
 
 void fixImplicitDirs(const std::filesystem::path& dir, const std::vector<std::string>& implicitDirs,
