@@ -15,7 +15,9 @@
 #   BENCH_ROUNDS     rounds per image and mode (default 3)
 #   BENCH_IMAGES     which images, in order (default "large small")
 #   BENCH_MODES      which paths, each PATH@RELEASE with PATH containerd|snapimport and RELEASE
-#                    1.6|1.7|2.1 (default "containerd@1.6 snapimport@1.6 containerd@2.1 snapimport@2.1")
+#                    1.6|1.7|2.1 (default "containerd@1.6 snapimport@1.6 containerd@2.1 snapimport@2.1");
+#                    a snapimport mode may end in /KEY=VALUE, one more [import] key for its rounds,
+#                    to compare settings in one run: snapimport@2.1/writeback_interval="0s"
 #   BENCH_PULL       cri (default): CRI PullImage (`snapimport pull`); ctr: `ctr images pull`
 #                    (1.6, 1.7: its local pull; 2.1: the transfer service)
 #   BENCH_ANNOTATIONS 1 (default): snapimport rounds pass CRI's layer labels (the importer fetches);
@@ -63,10 +65,21 @@ read -r -a IMAGES <<<"${BENCH_IMAGES:-large small}"
 PROFILE=${BENCH_PROFILE:-1}
 read -r -a MODES <<<"${BENCH_MODES:-containerd@1.6 snapimport@1.6 containerd@2.1 snapimport@2.1}"
 for m in "${MODES[@]}"; do
-  case "$m" in containerd@1.6 | snapimport@1.6 | containerd@1.7 | snapimport@1.7 | containerd@2.1 | snapimport@2.1) ;;
-    *) si_die "BENCH_MODES: unknown mode '$m' (PATH@RELEASE: containerd or snapimport @ 1.6, 1.7 or 2.1)" ;;
+  case "${m%%/*}" in containerd@1.6 | snapimport@1.6 | containerd@1.7 | snapimport@1.7 | containerd@2.1 | snapimport@2.1) ;;
+    *) si_die "BENCH_MODES: unknown mode '$m' (PATH@RELEASE[/KEY=VALUE]: containerd or snapimport @ 1.6, 1.7 or 2.1)" ;;
+  esac
+  case "$m" in
+    snapimport@*/*=*) ;;
+    */*) si_die "BENCH_MODES: '$m': only a snapimport mode takes a variant, written /KEY=VALUE with KEY in [import]" ;;
   esac
 done
+mode_release() { # MODE: its containerd release
+  local r=${1#*@}
+  echo "${r%%/*}"
+}
+mode_file_tag() { # MODE: the mode as a file name part
+  echo "$1" | tr '/="' '+-_'
+}
 PULL=${BENCH_PULL:-cri}
 case "$PULL" in cri | ctr) ;; *) si_die "BENCH_PULL=$PULL: expected cri or ctr" ;; esac
 ANNOTATIONS=${BENCH_ANNOTATIONS:-1}
@@ -162,9 +175,10 @@ fresh_fs_down() {
   FS_LOOP=
 }
 
-start_daemons() { # MODE (PATH@RELEASE)
-  local mode=${1%@*}
-  si_select_containerd "${1#*@}"
+start_daemons() { # MODE (PATH@RELEASE[/KEY=VALUE])
+  local mode=${1%@*} rel
+  rel=$(mode_release "$1")
+  si_select_containerd "$rel"
   if [ "$mode" = snapimport ]; then
     METRICS_PORT=$(si_free_port)
     {
@@ -173,7 +187,9 @@ start_daemons() { # MODE (PATH@RELEASE)
       [ -z "${BENCH_MAX_LAYERS:-}" ] || echo "max_concurrent_layers = $BENCH_MAX_LAYERS"
       [ -z "${BENCH_MAX_PER_REGISTRY:-}" ] || echo "max_concurrent_per_registry = $BENCH_MAX_PER_REGISTRY"
       # As docs/operations.md tells an operator who configures the diff service on 2.x.
-      [ "$DIFF" != 1 ] || [ "${1#*@}" != 2.1 ] || echo "diff_service = true"
+      [ "$DIFF" != 1 ] || [ "$rel" != 2.1 ] || echo "diff_service = true"
+      # A variant of the mode: one more [import] key, for an A/B in one run.
+      case "$1" in */*=*) echo "${1#*/}" ;; esac
       [ "$AUTH" != 1 ] || printf '\n[cri]\nimage_service_address = "%s"\ncontainerd_address = "%s"\n' \
         "$SI_WORK/cri-proxy.sock" "$SI_WORK/containerd/containerd.sock"
     } >"$SI_WORK/snapimport.toml"
@@ -182,7 +198,7 @@ start_daemons() { # MODE (PATH@RELEASE)
     export SI_CRI_ANNOTATIONS=$ANNOTATIONS
     export SI_CONTAINERD_REMOTE_ANNOTATIONS=$([ "$ANNOTATIONS" = 1 ] && echo true || echo false)
     export SI_DIFF_PROXY=0
-    [ "$DIFF" != 1 ] || [ "${1#*@}" = 1.6 ] || SI_DIFF_PROXY=1
+    [ "$DIFF" != 1 ] || [ "$rel" = 1.6 ] || SI_DIFF_PROXY=1
     export SI_CONTAINERD_DISABLED_EXTRA="io.containerd.content.v1.content"
     export SI_CONTAINERD_EXTRA_CONFIG="[proxy_plugins.snapimport-content]
   type = \"content\"
@@ -240,7 +256,8 @@ run_pull() { # IMG MODE OUT: the pull this run times (BENCH_PULL), its output in
 
 bench_round() {
   local img=$1 mode=$2 round=$3
-  local tag="$img.$mode.$round"
+  local tag
+  tag="$img.$(mode_file_tag "$mode").$round"
   fresh_fs_up "$SI_WORK/containerd" "$SI_WORK/snapimport"
   start_daemons "$mode"
   drop_caches
@@ -312,7 +329,7 @@ col() { awk -F'\t' -v i="$1" -v m="$2" -v c="$3" '$1 == i && $2 == m { print $c 
 {
   echo
   echo "== snapimport import benchmark: cold $([ "$PULL" = ctr ] && echo "ctr images pull" || echo "CRI pull") + unpack, $ROUNDS rounds each, scale $SCALE, $(nproc) cores, $([ "$AUTH" = 1 ] && echo "private registry, credentials through CRI only" || echo "anonymous registry"), layer labels $([ "$ANNOTATIONS" = 1 ] && echo on || echo off), filesystem $FS, diff service $([ "$DIFF" = 1 ] && echo "on (1.7, 2.1)" || echo off) =="
-  echo "   snapimport $("$SNAPIMPORT_BIN" --version 2>/dev/null | head -n1); containerd releases: $(for m in "${MODES[@]}"; do echo "${m#*@}"; done | sort -u | tr '\n' ' ')"
+  echo "   snapimport $("$SNAPIMPORT_BIN" --version 2>/dev/null | head -n1); containerd releases: $(for m in "${MODES[@]}"; do mode_release "$m"; done | sort -u | tr '\n' ' ')"
   for img in "${IMAGES[@]}"; do
     echo
     echo "image $img (${REF[$img]}):"
