@@ -383,6 +383,12 @@ const std::vector<KeySpec>& keys() {
           "How long a staged layer nobody claims (a cancelled pull) is kept before Cleanup\n"
           "removes it.",
           [](auto& c) -> auto& { return c.import.stagingGracePeriod; }, false),
+      durationKey(
+          "import", "writeback_interval",
+          "While layers import, the staging filesystem is synced this often, so the kernel writes\n"
+          "their files back during the import rather than all at the end. Each layer is still\n"
+          "synced before it is committed. \"0s\": only that final sync.",
+          [](auto& c) -> auto& { return c.import.writebackInterval; }, true),
 
       durationKey(
           "timeouts", "connect", "Connecting to a registry (TCP and TLS).",

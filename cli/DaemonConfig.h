@@ -63,6 +63,7 @@ struct DaemonConfig {
     int64_t maxConcurrentWriteImports = 4;
     bool diffService = false;
     Duration stagingGracePeriod = std::chrono::minutes(10);
+    Duration writebackInterval = std::chrono::milliseconds(500);
   } import;
 
   struct Timeouts {

@@ -136,6 +136,7 @@ int runServe(const ServeFlags& flags) {
 
   plugin::ServerOptions serverOptions{cfg.root, cfg.address,          cfg.timeouts.shutdown,
                                       nullptr,  importerOptions(cfg), writeImportOptions(cfg)};
+  serverOptions.writebackInterval = cfg.import.writebackInterval;
   // Credentials that CRI pulls bring (through the image-service proxy) for their own layers.
   std::shared_ptr<plugin::PullCredentials> pullCredentials;
   if (!cfg.cri.imageServiceAddress.empty()) {

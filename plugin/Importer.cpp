@@ -415,7 +415,11 @@ void Importer::worker() {
     ++runningPerHost_[job->host];
     ++stats_.jobsRun;
     lock.unlock();
-    runJob(*job);
+    {
+      StagingWriteback::Busy writing;
+      if (options_.writeback) writing = options_.writeback->busy();
+      runJob(*job);
+    }
     lock.lock();
     --runningPerHost_[job->host];
     doneCv_.notify_all();

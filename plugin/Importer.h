@@ -19,6 +19,7 @@
 
 #include "ImportLabels.h"
 #include "LayerFetcher.h"
+#include "StagingWriteback.h"
 #include "store/SnapshotStore.h"
 
 namespace snapimport::plugin {
@@ -36,6 +37,8 @@ struct ImporterOptions {
   // compressed size plus this much: an import must not take the last bytes the database needs
   // to record anything, a removal (kubelet's image GC) included.
   uint64_t stagingReserveBytes = 8 << 20;
+  // Synced in the background while a layer job runs (null: each layer's own syncfs only).
+  std::shared_ptr<StagingWriteback> writeback;
 };
 
 class Importer {

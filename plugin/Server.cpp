@@ -129,6 +129,12 @@ std::optional<std::string> readLocalBlob(store::ContentStore& content, const std
 
 void Server::start() {
   snapshots_ = std::make_shared<store::SnapshotStore>(options_.root);
+  if (options_.writebackInterval.count() > 0) {
+    auto writeback =
+        std::make_shared<StagingWriteback>(snapshots_->stagingDir(), options_.writebackInterval);
+    options_.importer.writeback = writeback;
+    options_.writeImport.writeback = writeback;
+  }
   if (options_.fetcher)
     importer_ = std::make_shared<Importer>(snapshots_, options_.fetcher, options_.importer);
   content_ = std::make_shared<store::ContentStore>(options_.root);  // issue 3

@@ -29,6 +29,9 @@ struct ServerOptions {
   // Layers unpacked from containerd's own content writes (maxConcurrent 0: off).
   WriteImportOptions writeImport;
   CriProxyOptions cri{};  // the CRI image-service proxy, on its own socket; off without an address
+  // While layers unpack, the staging filesystem is synced this often (0: never in the
+  // background; each layer's own syncfs before its commit stays). See StagingWriteback.
+  std::chrono::milliseconds writebackInterval{0};
 };
 
 class Server {

@@ -408,7 +408,11 @@ void WriteImporter::run(std::shared_ptr<Entry> e) {
     // the tee saw exactly those bytes, and the stream's end comes only after that commit.
     opts.hashCompressed = false;
     opts.sync = false;  // below, once this unpack no longer counts against maxConcurrent
-    result = unpack::unpackLayer(src, mediaType, staged / "fs", opts);
+    {
+      StagingWriteback::Busy writing;
+      if (options_.writeback) writing = options_.writeback->busy();
+      result = unpack::unpackLayer(src, mediaType, staged / "fs", opts);
+    }
     int64_t size;
     {
       std::lock_guard lock(e->bmu);

@@ -39,6 +39,7 @@
 #include <thread>
 #include <vector>
 
+#include "StagingWriteback.h"
 #include "WrittenImageIndex.h"
 #include "store/ContentStore.h"
 #include "store/SnapshotStore.h"
@@ -69,6 +70,8 @@ struct WriteImportOptions {
   // layer it needs itself, and only then fetches) is not unpacked when its write follows: nobody
   // would claim the tree. true keeps teeing it, for a diff service that takes such trees.
   bool teeDeclined = false;
+  // Synced in the background while a layer unpacks (null: each layer's own syncfs only).
+  std::shared_ptr<StagingWriteback> writeback;
   // A layer write is teed only once containerd's unpacker is at work on an image that lists the
   // layer: a Prepare carrying containerd.io/snapshot.ref for one of its chains came in. That
   // unpacker (CRI pulls, 2.x's transfer service) Prepares before it fetches. A pull that fetches

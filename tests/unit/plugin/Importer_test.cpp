@@ -5,6 +5,7 @@
 
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "../store/TempDir.h"
 #include "plugin/ChainId.h"
@@ -132,6 +133,34 @@ TEST_F(ImporterTest, SecondPullOfSameChainIsDeduplicated) {
   ASSERT_EQ(importer.prepare("b/7/k", "", labelsFor(0)), Importer::Outcome::Imported);
   EXPECT_EQ(importer.stats().deduplicated, 1u);
   EXPECT_EQ(fetcher->opened.load(), opened);
+}
+
+// A fetch that returns only once the staging filesystem was written back in the background: the
+// running job counts as an unpack for the writeback.
+class WaitsForWritebackFetcher : public LocalFetcher {
+ public:
+  std::shared_ptr<StagingWriteback> writeback;
+  std::atomic<bool> sawSyncs{false};
+  std::unique_ptr<unpack::Source> open(const std::string& ref, const LayerDescriptor& d) override {
+    for (int i = 0; i < 5000 && writeback->syncs() < 2; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    sawSyncs = writeback->syncs() >= 2;
+    return LocalFetcher::open(ref, d);
+  }
+};
+
+TEST_F(ImporterTest, RunningJobsAreWrittenBackInTheBackground) {
+  auto waiting = std::make_shared<WaitsForWritebackFetcher>();
+  waiting->image = fetcher->image;
+  waiting->blobs = fetcher->blobs;
+  waiting->writeback =
+      std::make_shared<StagingWriteback>(store->stagingDir(), std::chrono::milliseconds(5));
+  ImporterOptions options;
+  options.writeback = waiting->writeback;
+  Importer importer(store, waiting, options);
+  ASSERT_EQ(importer.prepare("a/1/k", "", labelsFor(0)), Importer::Outcome::Imported);
+  EXPECT_TRUE(waiting->sawSyncs) << "no background sync while the layer job ran";
 }
 
 TEST_F(ImporterTest, NoLabelsFallsBack) {
