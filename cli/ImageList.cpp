@@ -13,8 +13,8 @@ std::vector<std::string> readImageList(std::istream& in, const std::string& sour
     auto last = line.find_last_not_of(" \t\r");
     std::string ref = line.substr(first, last - first + 1);
     if (ref.find_first_of(" \t") != std::string::npos) {
-      throw std::runtime_error(source + ":" + std::to_string(lineNo) + ": expected one image reference per line, got \"" +
-                               ref + "\"");
+      throw std::runtime_error(source + ":" + std::to_string(lineNo) +
+                               ": expected one image reference per line, got \"" + ref + "\"");
     }
     images.push_back(ref);
   }

@@ -6,12 +6,13 @@
 #include "InspectCommand.h"
 #include "PullCommand.h"
 #include "ServeCommand.h"
-#include "UnpackCommand.h"
 #include "StatusCommand.h"
 #include "TagsCommand.h"
+#include "UnpackCommand.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"snapimport: containerd snapshotter and content store that imports images fast and safely"};
+  CLI::App app{
+      "snapimport: containerd snapshotter and content store that imports images fast and safely"};
   app.require_subcommand(1);
   // Help text starts lower-case without a final period, as git's and ctr's do; subcommands copy
   // the help flag (and its text) from their parent when they are added.

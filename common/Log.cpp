@@ -14,10 +14,14 @@ std::atomic<int> g_format{static_cast<int>(Format::Logfmt)};
 
 const char* levelName(Level l) {
   switch (l) {
-    case Level::Debug: return "debug";
-    case Level::Info: return "info";
-    case Level::Warn: return "warning";
-    case Level::Error: return "error";
+    case Level::Debug:
+      return "debug";
+    case Level::Info:
+      return "info";
+    case Level::Warn:
+      return "warning";
+    case Level::Error:
+      return "error";
   }
   return "info";
 }
@@ -25,12 +29,13 @@ const char* levelName(Level l) {
 std::string timestamp() {
   auto now = std::chrono::system_clock::now();
   auto secs = std::chrono::system_clock::to_time_t(now);
-  auto us = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() % 1000000;
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() %
+            1000000;
   std::tm tm{};
   gmtime_r(&secs, &tm);
   char buf[96];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<long>(us));
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<long>(us));
   return buf;
 }
 }  // namespace
@@ -40,18 +45,26 @@ void setLevel(Level level) { g_level = static_cast<int>(level); }
 void setFormat(Format format) { g_format = static_cast<int>(format); }
 
 bool parseFormat(std::string_view text, Format& out) {
-  if (text == "logfmt") out = Format::Logfmt;
-  else if (text == "json") out = Format::Json;
-  else return false;
+  if (text == "logfmt")
+    out = Format::Logfmt;
+  else if (text == "json")
+    out = Format::Json;
+  else
+    return false;
   return true;
 }
 
 bool parseLevel(std::string_view text, Level& out) {
-  if (text == "debug") out = Level::Debug;
-  else if (text == "info") out = Level::Info;
-  else if (text == "warn" || text == "warning") out = Level::Warn;
-  else if (text == "error") out = Level::Error;
-  else return false;
+  if (text == "debug")
+    out = Level::Debug;
+  else if (text == "info")
+    out = Level::Info;
+  else if (text == "warn" || text == "warning")
+    out = Level::Warn;
+  else if (text == "error")
+    out = Level::Error;
+  else
+    return false;
   return true;
 }
 
@@ -66,11 +79,21 @@ std::string quoted(std::string_view v, const char* controlFormat) {
   std::string out = "\"";
   for (unsigned char c : v) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
       default:
         if (c < 0x20 || c == 0x7f) {
           char buf[8];

@@ -23,10 +23,18 @@ bool parseLevel(std::string_view text, Level& out);
 bool enabled(Level level);
 
 void write(Level level, std::string_view msg, std::initializer_list<Field> fields = {});
-inline void debug(std::string_view msg, std::initializer_list<Field> f = {}) { write(Level::Debug, msg, f); }
-inline void info(std::string_view msg, std::initializer_list<Field> f = {}) { write(Level::Info, msg, f); }
-inline void warn(std::string_view msg, std::initializer_list<Field> f = {}) { write(Level::Warn, msg, f); }
-inline void error(std::string_view msg, std::initializer_list<Field> f = {}) { write(Level::Error, msg, f); }
+inline void debug(std::string_view msg, std::initializer_list<Field> f = {}) {
+  write(Level::Debug, msg, f);
+}
+inline void info(std::string_view msg, std::initializer_list<Field> f = {}) {
+  write(Level::Info, msg, f);
+}
+inline void warn(std::string_view msg, std::initializer_list<Field> f = {}) {
+  write(Level::Warn, msg, f);
+}
+inline void error(std::string_view msg, std::initializer_list<Field> f = {}) {
+  write(Level::Error, msg, f);
+}
 
 // Formats one logfmt value (exposed for tests).
 std::string quote(std::string_view value);

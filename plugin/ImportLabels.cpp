@@ -29,7 +29,8 @@ std::optional<ImportLabels> ImportLabels::from(const store::Labels& labels) {
   size_t start = 0;
   while (start < layers.size()) {
     size_t comma = layers.find(',', start);
-    std::string d = layers.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    std::string d =
+        layers.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     // The list is cut to fit the 4096-byte label limit; a cut entry is just dropped.
     if (isSha256Digest(d)) l.imageLayers.push_back(d);
     if (comma == std::string::npos) break;

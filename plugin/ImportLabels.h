@@ -17,10 +17,10 @@ inline constexpr const char* kLabelLayerDigest = "containerd.io/snapshot/cri.lay
 inline constexpr const char* kLabelImageLayers = "containerd.io/snapshot/cri.image-layers";
 
 struct ImportLabels {
-  std::string chainId;         // target chain ID (containerd.io/snapshot.ref)
-  std::string imageRef;        // normalised image reference
-  std::string manifestDigest;  // the platform manifest's digest
-  std::string layerDigest;     // this layer's compressed digest
+  std::string chainId;                   // target chain ID (containerd.io/snapshot.ref)
+  std::string imageRef;                  // normalised image reference
+  std::string manifestDigest;            // the platform manifest's digest
+  std::string layerDigest;               // this layer's compressed digest
   std::vector<std::string> imageLayers;  // this layer and every later one (may be cut short)
 
   // Present only when all four single-valued labels are there and the digests are well formed.

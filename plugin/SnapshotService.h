@@ -2,9 +2,9 @@
 // containerd.services.snapshots.v1.Snapshots over store::SnapshotStore.
 #include <memory>
 
-#include "containerd/services/snapshots/v1/snapshots.grpc.pb.h"
 #include "Importer.h"
 #include "WriteImporter.h"
+#include "containerd/services/snapshots/v1/snapshots.grpc.pb.h"
 #include "store/SnapshotStore.h"
 
 namespace snapimport::plugin {
@@ -16,7 +16,8 @@ class SnapshotService final : public snapshotsv1::Snapshots::Service {
   // With an importer, Prepare runs the remote-snapshot flow for layers that carry CRI labels; with
   // `writes`, a Prepare naming its chain (containerd.io/snapshot.ref) first looks for that layer
   // among those staged from containerd's own content writes.
-  explicit SnapshotService(std::shared_ptr<store::SnapshotStore> store, std::shared_ptr<Importer> importer = nullptr,
+  explicit SnapshotService(std::shared_ptr<store::SnapshotStore> store,
+                           std::shared_ptr<Importer> importer = nullptr,
                            std::shared_ptr<WriteImporter> writes = nullptr);
 
   grpc::Status Prepare(grpc::ServerContext*, const snapshotsv1::PrepareSnapshotRequest*,

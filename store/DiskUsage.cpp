@@ -20,7 +20,8 @@ struct Walker {
   Usage usage;
 
   void account(const struct stat& st) {
-    if (seen.emplace(st.st_dev, st.st_ino).second) usage.size += static_cast<int64_t>(st.st_blocks) * 512;
+    if (seen.emplace(st.st_dev, st.st_ino).second)
+      usage.size += static_cast<int64_t>(st.st_blocks) * 512;
   }
 
   // dirfd is owned by this call.
@@ -47,7 +48,8 @@ struct Walker {
           if (errno == ENOENT) continue;
           int e = errno;
           closedir(dir);
-          fail(ErrorClass::Internal, "open directory " + where + "/" + ent->d_name + ": " + std::strerror(e));
+          fail(ErrorClass::Internal,
+               "open directory " + where + "/" + ent->d_name + ": " + std::strerror(e));
         }
         try {
           walk(child, where + "/" + ent->d_name);
@@ -66,7 +68,8 @@ struct Walker {
 Usage diskUsage(const std::filesystem::path& root) {
   Walker w;
   int fd = open(root.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) fail(ErrorClass::Internal, "open " + root.string() + " for usage: " + std::strerror(errno));
+  if (fd < 0)
+    fail(ErrorClass::Internal, "open " + root.string() + " for usage: " + std::strerror(errno));
   struct stat st {};
   if (fstat(fd, &st) != 0) {
     int e = errno;

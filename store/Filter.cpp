@@ -122,13 +122,26 @@ class FilterParser {
         continue;
       }
       switch (e) {
-        case 'n': out += '\n'; break;
-        case 't': out += '\t'; break;
-        case 'r': out += '\r'; break;
-        case '\\': out += '\\'; break;
-        case '"': out += '"'; break;
-        case '\'': out += '\''; break;
-        default: error(std::string("unknown escape \\") + e + " in quoted string");
+        case 'n':
+          out += '\n';
+          break;
+        case 't':
+          out += '\t';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case '\\':
+          out += '\\';
+          break;
+        case '"':
+          out += '"';
+          break;
+        case '\'':
+          out += '\'';
+          break;
+        default:
+          error(std::string("unknown escape \\") + e + " in quoted string");
       }
     }
     error("unterminated quoted string");
@@ -185,8 +198,9 @@ bool Filter::match(const FieldLookup& lookup) const {
   return false;
 }
 
-std::optional<std::string> lookupLabel(const std::vector<std::string>& path, size_t from,
-                                       const std::function<std::optional<std::string>(const std::string&)>& get) {
+std::optional<std::string> lookupLabel(
+    const std::vector<std::string>& path, size_t from,
+    const std::function<std::optional<std::string>(const std::string&)>& get) {
   if (path.size() <= from) return std::nullopt;
   std::string key = path[from];
   for (size_t i = from + 1; i < path.size(); ++i) key += "." + path[i];

@@ -39,7 +39,8 @@ class Filter {
 
 // Helper for adaptors: joins the rest of a "labels.<k>" path the way containerd does and returns
 // the value only when it is non-empty.
-std::optional<std::string> lookupLabel(const std::vector<std::string>& path, size_t from,
-                                       const std::function<std::optional<std::string>(const std::string&)>& get);
+std::optional<std::string> lookupLabel(
+    const std::vector<std::string>& path, size_t from,
+    const std::function<std::optional<std::string>(const std::string&)>& get);
 
 }  // namespace snapimport::store

@@ -71,7 +71,7 @@ class Ingest {
   std::optional<Digest> expected_;
   ContentTime startedAt_;
   ContentTime updatedAt_;
-  int64_t writebackStart_ = 0;  // bytes before this offset have been handed to writeback
+  int64_t writebackStart_ = 0;   // bytes before this offset have been handed to writeback
   int64_t spaceCheckedAt_ = -1;  // offset of the last free-space check (see write)
   std::unique_ptr<IngestHasher> hasher_;
   bool locked_ = true;

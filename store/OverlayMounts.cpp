@@ -10,7 +10,8 @@
 namespace snapimport::store {
 
 std::vector<Mount> buildMounts(Kind kind, const std::filesystem::path& self,
-                               const std::vector<std::filesystem::path>& parentFs, const OverlayOptions& opts) {
+                               const std::vector<std::filesystem::path>& parentFs,
+                               const OverlayOptions& opts) {
   const std::string fs = (self / "fs").string();
   if (parentFs.empty()) {
     // No parents: the snapshot's own directory, bind mounted.

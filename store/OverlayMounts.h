@@ -23,7 +23,8 @@ struct OverlayOptions {
 // self: the snapshot's own directory (holding fs/ and work/); parentFs: the fs/ directories of the
 // ancestors, nearest first.
 std::vector<Mount> buildMounts(Kind kind, const std::filesystem::path& self,
-                               const std::vector<std::filesystem::path>& parentFs, const OverlayOptions& opts);
+                               const std::vector<std::filesystem::path>& parentFs,
+                               const OverlayOptions& opts);
 
 // Detects the options as containerd 1.6 does for a snapshotter rooted at `root`.
 OverlayOptions detectOverlayOptions(const std::filesystem::path& root);

@@ -12,9 +12,12 @@ TimeNs nowNs() {
 
 const char* kindName(Kind kind) {
   switch (kind) {
-    case Kind::View: return "view";
-    case Kind::Active: return "active";
-    case Kind::Committed: return "committed";
+    case Kind::View:
+      return "view";
+    case Kind::Active:
+      return "active";
+    case Kind::Committed:
+      return "committed";
   }
   return "unknown";
 }

@@ -90,26 +90,32 @@ SnapshotRecord SnapshotRecords::get(const std::string& name) {
   return *r;
 }
 
-int64_t SnapshotRecords::insert(const std::string& name, int64_t parentId, Kind kind, const Labels& labels,
-                                TimeNs now) {
-  auto st = db_.prepare("INSERT INTO snapshots (name, parent_id, kind, created, updated) VALUES (?, ?, ?, ?, ?)");
+int64_t SnapshotRecords::insert(const std::string& name, int64_t parentId, Kind kind,
+                                const Labels& labels, TimeNs now) {
+  auto st = db_.prepare(
+      "INSERT INTO snapshots (name, parent_id, kind, created, updated) VALUES (?, ?, ?, ?, ?)");
   st.bind(1, name);
-  if (parentId) st.bind(2, parentId);
-  else st.bindNull(2);
+  if (parentId)
+    st.bind(2, parentId);
+  else
+    st.bindNull(2);
   st.bind(3, static_cast<int64_t>(kind)).bind(4, now).bind(5, now).run();
   int64_t id = db_.lastInsertRowId();
   writeLabels(id, labels);
   return id;
 }
 
-void SnapshotRecords::commit(int64_t id, const std::string& name, int64_t parentId, const Labels& labels,
-                             Usage usage, TimeNs now) {
+void SnapshotRecords::commit(int64_t id, const std::string& name, int64_t parentId,
+                             const Labels& labels, Usage usage, TimeNs now) {
   auto st = db_.prepare(
-      "UPDATE snapshots SET name = ?, parent_id = ?, kind = ?, created = ?, updated = ?, size = ?, inodes = ? "
+      "UPDATE snapshots SET name = ?, parent_id = ?, kind = ?, created = ?, updated = ?, size = ?, "
+      "inodes = ? "
       "WHERE id = ?");
   st.bind(1, name);
-  if (parentId) st.bind(2, parentId);
-  else st.bindNull(2);
+  if (parentId)
+    st.bind(2, parentId);
+  else
+    st.bindNull(2);
   st.bind(3, static_cast<int64_t>(Kind::Committed)).bind(4, now).bind(5, now).bind(6, usage.size);
   st.bind(7, usage.inodes).bind(8, id).run();
   writeLabels(id, labels);
@@ -171,8 +177,9 @@ int64_t SnapshotRecords::count() {
   return st.int64(0);
 }
 
-std::vector<std::string> SnapshotRecords::committedWithLabel(const std::string& key, const std::string& value,
-                                                            const std::string& parent) {
+std::vector<std::string> SnapshotRecords::committedWithLabel(const std::string& key,
+                                                             const std::string& value,
+                                                             const std::string& parent) {
   auto st = db_.prepare(
       "SELECT s.name FROM snapshots s JOIN snapshot_labels l ON l.snapshot_id = s.id "
       "LEFT JOIN snapshots p ON s.parent_id = p.id "

@@ -23,10 +23,11 @@ class SnapshotRecords {
   SnapshotRecord get(const std::string& name);
   // Inserts a new record and returns its id. The id is also the directory name, and SQLite's
   // AUTOINCREMENT guarantees a committed id is never handed out again.
-  int64_t insert(const std::string& name, int64_t parentId, Kind kind, const Labels& labels, TimeNs now);
+  int64_t insert(const std::string& name, int64_t parentId, Kind kind, const Labels& labels,
+                 TimeNs now);
   // Moves a record to a new name as COMMITTED with fresh times, usage and labels.
-  void commit(int64_t id, const std::string& name, int64_t parentId, const Labels& labels, Usage usage,
-              TimeNs now);
+  void commit(int64_t id, const std::string& name, int64_t parentId, const Labels& labels,
+              Usage usage, TimeNs now);
   void setLabels(int64_t id, const Labels& labels, TimeNs now);
   void remove(int64_t id);
   int64_t childCount(int64_t id);

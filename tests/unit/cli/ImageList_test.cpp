@@ -1,8 +1,8 @@
 #include "cli/ImageList.h"
 
-#include <sstream>
-
 #include <gtest/gtest.h>
+
+#include <sstream>
 
 #include "plugin/CriImageClient.h"
 
@@ -10,7 +10,8 @@ namespace snapimport::cli {
 namespace {
 
 TEST(ImageList, SkipsCommentsAndBlanksAndTrims) {
-  std::istringstream in("# warm these\n\n  busybox:1.36 \r\n127.0.0.1:5000/a/b@sha256:" + std::string(64, 'a') + "\n");
+  std::istringstream in("# warm these\n\n  busybox:1.36 \r\n127.0.0.1:5000/a/b@sha256:" +
+                        std::string(64, 'a') + "\n");
   auto images = readImageList(in, "list.txt");
   ASSERT_EQ(images.size(), 2u);
   EXPECT_EQ(images[0], "busybox:1.36");

@@ -83,7 +83,8 @@ TEST(Metrics, ContentSourceHasItsOwnSeries) {
   EXPECT_TRUE(has(t, "snapimport_imports_started_total{source=\"content\"} 1")) << t;
   EXPECT_TRUE(has(t, "snapimport_imports_started_total{source=\"registry\"} 1")) << t;
   EXPECT_TRUE(has(t, "snapimport_imports_completed_total{source=\"content\"} 1")) << t;
-  EXPECT_TRUE(has(t, "snapimport_imports_failed_total{reason=\"verify\",source=\"content\"} 1")) << t;
+  EXPECT_TRUE(has(t, "snapimport_imports_failed_total{reason=\"verify\",source=\"content\"} 1"))
+      << t;
   EXPECT_TRUE(has(t, "snapimport_fallbacks_total{reason=\"resumed\",source=\"content\"} 2")) << t;
   EXPECT_FALSE(has(t, "elsewhere")) << t;
 }
@@ -96,7 +97,8 @@ TEST(Metrics, NoSpaceErrorsByAreaExistFromTheStart) {
         << area << "\n"
         << t;
   }
-  EXPECT_TRUE(has(t, "snapimport_imports_failed_total{reason=\"no_space\",source=\"registry\"} 0")) << t;
+  EXPECT_TRUE(has(t, "snapimport_imports_failed_total{reason=\"no_space\",source=\"registry\"} 0"))
+      << t;
   m.noSpaceErrors("content").Increment();
   m.noSpaceErrors("somewhere new").Increment();
   t = m.expose();

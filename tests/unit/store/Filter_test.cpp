@@ -29,7 +29,8 @@ TEST(Filter, EqualityOnNameParentKind) {
 }
 
 TEST(Filter, QuotedLabelKeyAsContainerdSendsIt) {
-  auto f = Filter::parse("labels.\"containerd.io/snapshot.ref\"==sha256:abc,parent==\"k8s.io/2/sha256:def\"");
+  auto f = Filter::parse(
+      "labels.\"containerd.io/snapshot.ref\"==sha256:abc,parent==\"k8s.io/2/sha256:def\"");
   EXPECT_TRUE(matchSnapshot(f, sample()));
   auto g = Filter::parse("labels.\"containerd.io/snapshot.ref\"==sha256:abc,parent==\"other\"");
   EXPECT_FALSE(matchSnapshot(g, sample()));
@@ -66,8 +67,8 @@ TEST(Filter, CommaIsAnd) {
 }
 
 TEST(Filter, SyntaxErrorsAreInvalidArgument) {
-  for (const char* bad : {"", "name==", "name=x", "==x", "name==\"unterminated", "labels.", "name~=(",
-                          "name==a,", "name==a b"}) {
+  for (const char* bad : {"", "name==", "name=x", "==x", "name==\"unterminated", "labels.",
+                          "name~=(", "name==a,", "name==a b"}) {
     try {
       Filter::parse(bad);
       ADD_FAILURE() << "accepted bad filter: " << bad;

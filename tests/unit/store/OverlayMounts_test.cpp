@@ -30,7 +30,8 @@ TEST(OverlayMounts, ViewOfOneParentBindsTheParentReadOnly) {
 }
 
 TEST(OverlayMounts, ActiveWithParentsIsOverlayNearestFirst) {
-  auto m = buildMounts(Kind::Active, "/r/snapshots/9", {"/r/snapshots/3/fs", "/r/snapshots/1/fs"}, {});
+  auto m =
+      buildMounts(Kind::Active, "/r/snapshots/9", {"/r/snapshots/3/fs", "/r/snapshots/1/fs"}, {});
   ASSERT_EQ(m.size(), 1u);
   EXPECT_EQ(m[0].type, "overlay");
   EXPECT_EQ(m[0].source, "overlay");

@@ -1,10 +1,9 @@
 #include "store/SnapshotStore.h"
 
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include <fstream>
-
-#include <gtest/gtest.h>
 
 #include "TempDir.h"
 #include "store/StoreError.h"
@@ -111,8 +110,11 @@ TEST_F(SnapshotStoreTest, ErrorClassesMatchContainerd) {
   EXPECT_EQ(errorOf([&] { store->mounts("nope"); }), ErrorClass::NotFound);
   EXPECT_EQ(errorOf([&] { store->usage("nope"); }), ErrorClass::NotFound);
   EXPECT_EQ(errorOf([&] { store->prepare("", "", {}); }), ErrorClass::InvalidArgument);
-  EXPECT_EQ(errorOf([&] { store->prepare(std::string("a\0b", 3), "", {}); }), ErrorClass::InvalidArgument);
-  EXPECT_EQ(errorOf([&] { store->prepare("big", "", {{"k", std::string(4096, 'v')}}); }),
+  EXPECT_EQ(errorOf([&] { store->prepare(std::string("a\0b", 3), "", {}); }),
+            ErrorClass::InvalidArgument);
+  EXPECT_EQ(errorOf([&] {
+              store->prepare("big", "", {{"k", std::string(4096, 'v')}});
+            }),
             ErrorClass::InvalidArgument);
 }
 
@@ -143,11 +145,14 @@ TEST_F(SnapshotStoreTest, ListFilters) {
   store->view("v", "c1", {});
   EXPECT_EQ(names().size(), 3u);
   EXPECT_EQ(names(Filter::parse("kind==view")), (std::vector<std::string>{"v"}));
-  EXPECT_EQ(names(Filter::parseAll({"kind==view", "kind==active"})), (std::vector<std::string>{"b", "v"}));
+  EXPECT_EQ(names(Filter::parseAll({"kind==view", "kind==active"})),
+            (std::vector<std::string>{"b", "v"}));
   // What containerd sends to find an imported base layer: an empty parent must match.
   EXPECT_EQ(names(Filter::parse("labels.\"containerd.io/snapshot.ref\"==sha256:1,parent==\"\"")),
             (std::vector<std::string>{"c1"}));
-  EXPECT_EQ(names(Filter::parse("labels.\"containerd.io/snapshot.ref\"==sha256:1,parent==\"c1\"")).size(), 0u);
+  EXPECT_EQ(
+      names(Filter::parse("labels.\"containerd.io/snapshot.ref\"==sha256:1,parent==\"c1\"")).size(),
+      0u);
   EXPECT_EQ(names(Filter::parse("parent==c1,kind==active")), (std::vector<std::string>{"b"}));
 }
 
