@@ -607,17 +607,17 @@ bool WriteImporter::imageWriteFailedLocked(const std::string& manifest,
 void WriteImporter::showImageOf(const std::string& layer) {
   auto image = index_.imageOf(layer);
   if (!image) return;
-  std::vector<std::string> declined;
-  {
-    std::lock_guard lock(mu_);
-    if (!startedImages_.emplace(image->manifest, image->ref).second) return;
-    for (const auto& [digest, size] : image->layers)
-      if (declined_.count(digest)) declined.push_back(digest);
-  }
+  // All under mu_ (ImportProgress is a leaf lock): a Prepare that declines a layer records it in
+  // declined_ and sets its state under mu_ too, so it either comes first and is marked here, or
+  // comes after the image is shown and its own state change lands. Collecting declined_ and
+  // showing the image in two steps lost the declined layer's state in between ("queued").
+  std::lock_guard lock(mu_);
+  if (!startedImages_.emplace(image->manifest, image->ref).second) return;
   auto& prog = progress::ImportProgress::daemon();
   prog.imageStarted(image->ref, image->manifest, image->layers);
   // Layers whose Prepare came before this image showed up: containerd applied them itself.
-  for (const auto& d : declined) prog.layerState(d, LayerState::Fallback, kDeclinedWhy);
+  for (const auto& [digest, size] : image->layers)
+    if (declined_.count(digest)) prog.layerState(digest, LayerState::Fallback, kDeclinedWhy);
 }
 
 void WriteImporter::finishImage(const std::string& manifest) {
