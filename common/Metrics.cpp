@@ -59,6 +59,13 @@ Metrics::Metrics()
               .Help("Time from the start of a layer import until its snapshot is committed.")
               .Register(*registry_)
               .Add({}, kLayerDurationBuckets)),
+      stagingWritebackDuration(
+          BuildHistogram()
+              .Name("snapimport_staging_writeback_seconds")
+              .Help("One background sync of the staging filesystem while layers unpack "
+                    "(import.writeback_interval).")
+              .Register(*registry_)
+              .Add({}, kWritebackBuckets)),
       importJobsInFlight(BuildGauge()
                              .Name("snapimport_import_jobs_in_flight")
                              .Help("Layer imports running or queued now.")

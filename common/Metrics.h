@@ -81,6 +81,9 @@ inline constexpr std::array<std::string_view, 2> kApplySources = {"write", "stor
 
 // The buckets of snapimport_layer_import_duration_seconds: layers take from milliseconds (tiny
 // config layers) to minutes (multi-GB layers on slow links).
+// The buckets of snapimport_staging_writeback_seconds: milliseconds when little is dirty, seconds
+// when the disk cannot keep up with the unpacks.
+inline const std::vector<double> kWritebackBuckets = {0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 10};
 inline const std::vector<double> kLayerDurationBuckets = {0.05, 0.1, 0.25, 0.5, 1,   2.5, 5,
                                                           10,   30,  60,   120, 300, 600};
 
@@ -106,6 +109,8 @@ class Metrics {
   prometheus::Counter& fetchedBytes;
   prometheus::Counter& writtenBytes;
   prometheus::Histogram& layerImportDuration;
+  // One background sync of the staging filesystem (plugin/StagingWriteback).
+  prometheus::Histogram& stagingWritebackDuration;
   prometheus::Gauge& importJobsInFlight;
   // Operations that failed with "no space left on device", by area (kNoSpaceAreas).
   prometheus::Counter& noSpaceErrors(std::string_view area);

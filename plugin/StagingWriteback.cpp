@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "common/Log.h"
+#include "common/Metrics.h"
 #include "unpack/Unpacker.h"
 
 namespace snapimport::plugin {
@@ -63,11 +64,14 @@ void StagingWriteback::run() {
     if (busy_ == 0) continue;
     lock.unlock();
     std::string error;
+    auto start = std::chrono::steady_clock::now();
     try {
       unpack::syncFilesystem(dir_);
     } catch (const std::exception& e) {
       error = e.what();
     }
+    metrics::Metrics::daemon().stagingWritebackDuration.Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     lock.lock();
     ++syncs_;
     // Each layer's own syncfs fails the same way and fails that layer; this is only a hint.

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "../store/TempDir.h"
+#include "common/Metrics.h"
 
 namespace snapimport::plugin {
 namespace {
@@ -21,8 +22,13 @@ bool waitForSyncs(const StagingWriteback& w, uint64_t n) {
   return false;
 }
 
+uint64_t writebacksObserved() {
+  return metrics::Metrics::daemon().stagingWritebackDuration.Collect().histogram.sample_count;
+}
+
 TEST(StagingWriteback, SyncsOnlyWhileAnUnpackRuns) {
   testing::TempDir dir;
+  const uint64_t observedBefore = writebacksObserved();
   StagingWriteback w(dir.path(), 5ms);
   std::this_thread::sleep_for(60ms);
   EXPECT_EQ(w.syncs(), 0u) << "synced with nothing unpacking";
@@ -38,6 +44,8 @@ TEST(StagingWriteback, SyncsOnlyWhileAnUnpackRuns) {
   EXPECT_LE(after, whileBusy + 1);
   std::this_thread::sleep_for(60ms);
   EXPECT_EQ(w.syncs(), after);
+  EXPECT_GE(writebacksObserved() - observedBefore, after)
+      << "snapimport_staging_writeback_seconds did not count the syncs";
 }
 
 TEST(StagingWriteback, MovedBusyCountsOnce) {
