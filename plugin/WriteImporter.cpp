@@ -317,6 +317,7 @@ std::unique_ptr<WriteImporter::Tee> WriteImporter::beginWrite(const std::string&
   auto e = std::make_shared<Entry>();
   e->digest = expected;
   e->ref = ref;
+  bool appliedByContainerd = false;  // its Prepare was declined: containerd applies it itself
   {
     std::lock_guard lock(mu_);
     if (stopping_) return nullptr;
@@ -346,9 +347,11 @@ std::unique_ptr<WriteImporter::Tee> WriteImporter::beginWrite(const std::string&
     if (declined != declined_.end()) {
       bool recent = Clock::now() - declined->second < options_.stagedGrace;
       declined_.erase(declined);
-      if (recent && !teeDeclined_) return nullptr;  // containerd applies this one itself
+      appliedByContainerd = recent && !teeDeclined_;
     }
-    if (active >= static_cast<size_t>(options_.maxConcurrent)) {
+    if (appliedByContainerd) {
+      // Nothing to start; the layer is marked below, outside the lock.
+    } else if (active >= static_cast<size_t>(options_.maxConcurrent)) {
       // Counted outside the lock below.
       e.reset();
     } else {
@@ -357,6 +360,14 @@ std::unique_ptr<WriteImporter::Tee> WriteImporter::beginWrite(const std::string&
       ++running_;
       ++stats_.tees;
     }
+  }
+  if (appliedByContainerd) {
+    // Its record in declined_ is gone now. Its image may not be shown yet (the declining Prepare
+    // came before any tee of the image), and showing it later would list this layer as queued:
+    // show it now and mark the layer.
+    showImageOf(expected);
+    progress::ImportProgress::daemon().layerState(expected, LayerState::Fallback, kDeclinedWhy);
+    return nullptr;
   }
   if (!e) {
     fallback("busy", expected,

@@ -9,6 +9,7 @@
 #include <future>
 
 #include "WriteImportFixture.h"
+#include "common/ImportProgress.h"
 
 namespace snapimport::plugin::test {
 namespace {
@@ -182,6 +183,15 @@ TEST_F(WriteImporterTest, ALayerContainerdAppliesItselfIsNotUnpackedWhenItsWrite
   settle();
   EXPECT_EQ(writes->stats().tees, 1u) << "layer 0 was unpacked although nobody would claim it";
   EXPECT_EQ(writes->pending(), 1u);
+  // `snapimport status`: layer 0 is containerd's, even though its Prepare came before the image
+  // was shown and its write before any tee (it stayed "queued" then).
+  const std::string manifest = sha256Digest(manifestBytes);
+  std::optional<progress::ImageProgress> image;
+  for (const auto& img : progress::ImportProgress::daemon().snapshot())
+    if (img.manifest == manifest) image = img;
+  ASSERT_TRUE(image) << "the image is not in the status";
+  ASSERT_FALSE(image->layers.empty());
+  EXPECT_EQ(image->layers[0].state, progress::LayerState::Fallback);
 }
 
 TEST_F(WriteImporterTest, ABlobFailingItsDigestLeavesNoSnapshotAndNoStaging) {
