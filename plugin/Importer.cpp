@@ -508,6 +508,17 @@ void Importer::runJob(Job& job) {
     }
     removeQuietly(staged);
     staged.clear();
+    if (reason == "no_space") {
+      // ext4 hands a deleted file's blocks back only when its journal commits. Measured before
+      // that, the space this layer's partial tree held would show up a moment later, from any
+      // sync (the background write-back, another layer's commit), and look like space freed
+      // since the failure: the layer would be downloaded into the full disk again.
+      try {
+        unpack::syncFilesystem(store_->stagingDir());
+      } catch (const std::exception&) {
+        // The filesystem is full and failing; the measurement below is the best there is.
+      }
+    }
     freeAfter = store::availableBytes(store_->stagingDir());
     m.importsFailed(reason).Increment();
     prog.layerState(job.desc.digest, LayerState::Failed, error);
