@@ -81,11 +81,11 @@ inline constexpr std::array<std::string_view, 2> kApplySources = {"write", "stor
 
 // The buckets of snapimport_layer_import_duration_seconds: layers take from milliseconds (tiny
 // config layers) to minutes (multi-GB layers on slow links).
+inline const std::vector<double> kLayerDurationBuckets = {0.05, 0.1, 0.25, 0.5, 1,   2.5, 5,
+                                                          10,   30,  60,   120, 300, 600};
 // The buckets of snapimport_staging_writeback_seconds: milliseconds when little is dirty, seconds
 // when the disk cannot keep up with the unpacks.
 inline const std::vector<double> kWritebackBuckets = {0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 10};
-inline const std::vector<double> kLayerDurationBuckets = {0.05, 0.1, 0.25, 0.5, 1,   2.5, 5,
-                                                          10,   30,  60,   120, 300, 600};
 
 class Metrics {
   // Declared first: the public family references below are initialised from it.

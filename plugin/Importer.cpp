@@ -416,8 +416,7 @@ void Importer::worker() {
     ++stats_.jobsRun;
     lock.unlock();
     {
-      StagingWriteback::Busy writing;
-      if (options_.writeback) writing = options_.writeback->busy();
+      auto writing = StagingWriteback::busyOf(options_.writeback);
       runJob(*job);
     }
     lock.lock();

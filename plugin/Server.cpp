@@ -129,7 +129,9 @@ std::optional<std::string> readLocalBlob(store::ContentStore& content, const std
 
 void Server::start() {
   snapshots_ = std::make_shared<store::SnapshotStore>(options_.root);
-  if (options_.writebackInterval.count() > 0) {
+  // Only when something unpacks into staging: the importer, or imports from containerd's writes.
+  if (options_.writebackInterval.count() > 0 &&
+      (options_.fetcher || options_.writeImport.maxConcurrent > 0)) {
     auto writeback =
         std::make_shared<StagingWriteback>(snapshots_->stagingDir(), options_.writebackInterval);
     options_.importer.writeback = writeback;

@@ -45,6 +45,11 @@ StagingWriteback::Busy StagingWriteback::busy() {
   return Busy(this);
 }
 
+StagingWriteback::Busy StagingWriteback::busyOf(
+    const std::shared_ptr<StagingWriteback>& writeback) {
+  return writeback ? writeback->busy() : Busy();
+}
+
 void StagingWriteback::leave() {
   std::lock_guard lock(mu_);
   --busy_;

@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <mutex>
 #include <thread>
 
@@ -42,8 +43,10 @@ class StagingWriteback {
     StagingWriteback* owner_ = nullptr;
   };
   Busy busy();
+  // busy() of `writeback`, or a Busy holding nothing when there is none (write-back off).
+  static Busy busyOf(const std::shared_ptr<StagingWriteback>& writeback);
 
-  // How many background syncs have run (for tests and the debug log).
+  // How many background syncs have run (for tests).
   uint64_t syncs() const;
 
  private:

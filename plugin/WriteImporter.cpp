@@ -349,11 +349,8 @@ std::unique_ptr<WriteImporter::Tee> WriteImporter::beginWrite(const std::string&
       declined_.erase(declined);
       appliedByContainerd = recent && !teeDeclined_;
     }
-    if (appliedByContainerd) {
-      // Nothing to start; the layer is marked below, outside the lock.
-    } else if (active >= static_cast<size_t>(options_.maxConcurrent)) {
-      // Counted outside the lock below.
-      e.reset();
+    if (appliedByContainerd || active >= static_cast<size_t>(options_.maxConcurrent)) {
+      e.reset();  // nothing to start; marked or counted outside the lock below
     } else {
       entries_[expected] = e;
       failedWrites_.erase(expected);
@@ -420,8 +417,7 @@ void WriteImporter::run(std::shared_ptr<Entry> e) {
     opts.hashCompressed = false;
     opts.sync = false;  // below, once this unpack no longer counts against maxConcurrent
     {
-      StagingWriteback::Busy writing;
-      if (options_.writeback) writing = options_.writeback->busy();
+      auto writing = StagingWriteback::busyOf(options_.writeback);
       result = unpack::unpackLayer(src, mediaType, staged / "fs", opts);
     }
     int64_t size;
