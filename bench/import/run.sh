@@ -262,8 +262,7 @@ bench_round() {
   start_daemons "$mode"
   drop_caches
   wait_quiet
-  local hz c0 s0 r0 m0 t0 t1
-  hz=$(getconf CLK_TCK)
+  local c0 s0 r0 m0 t0 t1
   m0=$(machine_busy_ticks)
   c0=$(cpu_ticks "$SI_CONTAINERD_PID")
   s0=$([ -n "${SI_SNAPIMPORT_PID:-}" ] && cpu_ticks "$SI_SNAPIMPORT_PID" || echo 0)
@@ -280,11 +279,11 @@ bench_round() {
     return 1
   fi
   local cpu_c cpu_s=0 cpu_r hwm=0 imported=- cpu_m
-  cpu_m=$(awk -v a="$m0" -v b="$(machine_busy_ticks)" -v hz="$hz" 'BEGIN { printf "%.1f", (b - a) / hz }')
-  cpu_c=$(awk -v a="$c0" -v b="$(cpu_ticks "$SI_CONTAINERD_PID")" -v hz="$hz" 'BEGIN { printf "%.1f", (b - a) / hz }')
-  cpu_r=$(awk -v a="$r0" -v b="$(cpu_ticks "$SI_REGISTRY_PID")" -v hz="$hz" 'BEGIN { printf "%.1f", (b - a) / hz }')
+  cpu_m=$(tick_seconds "$m0" "$(machine_busy_ticks)")
+  cpu_c=$(tick_seconds "$c0" "$(cpu_ticks "$SI_CONTAINERD_PID")")
+  cpu_r=$(tick_seconds "$r0" "$(cpu_ticks "$SI_REGISTRY_PID")")
   if [ "${mode%@*}" = snapimport ]; then
-    cpu_s=$(awk -v a="$s0" -v b="$(cpu_ticks "$SI_SNAPIMPORT_PID")" -v hz="$hz" 'BEGIN { printf "%.1f", (b - a) / hz }')
+    cpu_s=$(tick_seconds "$s0" "$(cpu_ticks "$SI_SNAPIMPORT_PID")")
     hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SI_SNAPIMPORT_PID/status")
     # From the registry, from containerd's writes, or applied by the diff service.
     imported=$(grep -c -E "msg=\"(imported layer|imported layer from containerd's write|applied layer)\"" "$SI_SNAPIMPORT_LOG" || true)
@@ -380,8 +379,6 @@ col() { awk -F'\t' -v i="$1" -v m="$2" -v c="$3" '$1 == i && $2 == m { print $c 
 
 floor_report() { # IMAGE
   local img=$1 oci=${OCI[$1]} m d out t wall user sys cpu_sum=0 max_wall=0 i=0 m0 machine machine_sum=0
-  local hz
-  hz=$(getconf CLK_TCK)
   m=$(si_image_manifest "$oci" latest)
   echo
   echo "floor for image $img: each layer through \`snapimport unpack\` alone (syncfs included), caches dropped, filesystem: $FS"
@@ -393,7 +390,7 @@ floor_report() { # IMAGE
     drop_caches
     m0=$(machine_busy_ticks)
     t=$( { /usr/bin/time -f '%e %U %S' "$SNAPIMPORT_BIN" unpack "$oci/blobs/sha256/${d#sha256:}" "$out" >/dev/null; } 2>&1 | tail -n1)
-    machine=$(awk -v a="$m0" -v b="$(machine_busy_ticks)" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }')
+    machine=$(tick_seconds "$m0" "$(machine_busy_ticks)" 2)
     read -r wall user sys <<<"$t"
     printf '  %-6s %-14s %10.1f %8.2f %8.2f %8.2f %8.2f\n' "$i" "${d:7:12}" \
       "$(awk -v b="$(stat -c %s "$oci/blobs/sha256/${d#sha256:}")" 'BEGIN { print b / 1e6 }')" "$wall" "$user" "$sys" "$machine"

@@ -83,8 +83,8 @@ timed() {
   r1=$(awk '{ print $14 + $15 }' "/proc/$SI_REGISTRY_PID/stat")
   c1=$(awk '{ print $16 + $17 }' /proc/$$/stat) # cutime+cstime: the waited-for tool
   local tool_cpu reg_cpu others
-  tool_cpu=$(awk -v a="$c0" -v b="$c1" -v hz="$hz" 'BEGIN { printf "%.1f", (b - a) / hz }')
-  reg_cpu=$(awk -v a="$r0" -v b="$r1" -v hz="$hz" 'BEGIN { printf "%.1f", (b - a) / hz }')
+  tool_cpu=$(tick_seconds "$c0" "$c1")
+  reg_cpu=$(tick_seconds "$r0" "$r1")
   others=$(awk -v a="$m0" -v b="$m1" -v t="$tool_cpu" -v r="$reg_cpu" -v hz="$hz" 'BEGIN { printf "%.1f", (b - a) / hz - t - r }')
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$op" "$round" "$secs" "$tool_cpu" "$reg_cpu" "$others" >>"$RESULTS"
   si_log "    $tool $op round $round: ${secs}s (cpu: tool ${tool_cpu}s, registry ${reg_cpu}s, rest of machine ${others}s)"
