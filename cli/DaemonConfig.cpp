@@ -141,8 +141,10 @@ KeySpec withCheck(KeySpec k, std::function<std::string(const DaemonConfig&)> che
   return k;
 }
 
+// `zeroAllowed`: 0 is a setting of its own (documented in `doc`), not a mistake.
 template <typename Get>
-KeySpec sizeKey(std::string section, std::string name, std::string doc, Get get) {
+KeySpec sizeKey(std::string section, std::string name, std::string doc, Get get,
+                bool zeroAllowed = false) {
   KeySpec k{std::move(section), std::move(name), std::move(doc), {}, {}, {}};
   k.read = [get](DaemonConfig& c, const toml::node& n) -> std::string {
     if (n.is_integer()) {
@@ -159,8 +161,8 @@ KeySpec sizeKey(std::string section, std::string name, std::string doc, Get get)
     return "";
   };
   k.show = [get](const DaemonConfig& c) { return tomlString(formatSize(get(c))); };
-  k.check = [get](const DaemonConfig& c) -> std::string {
-    return get(c) == 0 ? "must be larger than 0" : "";
+  k.check = [get, zeroAllowed](const DaemonConfig& c) -> std::string {
+    return get(c) == 0 && !zeroAllowed ? "must be larger than 0" : "";
   };
   return k;
 }
@@ -389,6 +391,13 @@ const std::vector<KeySpec>& keys() {
           "their files back during the import rather than all at the end. Each layer is still\n"
           "synced before it is committed. \"0s\": only that final sync.",
           [](auto& c) -> auto& { return c.import.writebackInterval; }, true),
+      sizeKey(
+          "import", "direct_write_min_size",
+          "Files of a layer at least this large are written with O_DIRECT where the filesystem\n"
+          "allows it: no copy into the page cache and no write-back after the unpack, and a pull\n"
+          "does not push the running workloads' pages out of the cache. Their first read after\n"
+          "the pull comes from the disk. \"0\": every file through the page cache.",
+          [](auto& c) -> auto& { return c.import.directWriteMinSize; }, true),
 
       durationKey(
           "timeouts", "connect", "Connecting to a registry (TCP and TLS).",

@@ -64,6 +64,7 @@ struct DaemonConfig {
     bool diffService = false;
     Duration stagingGracePeriod = std::chrono::minutes(10);
     Duration writebackInterval = std::chrono::milliseconds(500);
+    uint64_t directWriteMinSize = 256 << 10;
   } import;
 
   struct Timeouts {

@@ -87,6 +87,7 @@ plugin::ImporterOptions importerOptions(const DaemonConfig& cfg) {
   o.limits.maxPathBytes = static_cast<uint64_t>(cfg.limits.maxPathBytes);
   o.limits.maxEntries = static_cast<uint64_t>(cfg.limits.maxLayerEntries);
   o.limits.maxUncompressedBytes = cfg.limits.maxLayerBytes;
+  o.directWriteMinBytes = cfg.import.directWriteMinSize;
   return o;
 }
 
@@ -98,6 +99,7 @@ plugin::WriteImportOptions writeImportOptions(const DaemonConfig& cfg) {
   o.stagedGrace = std::chrono::duration_cast<std::chrono::seconds>(cfg.import.stagingGracePeriod);
   o.layerTimeout = cfg.timeouts.layer;
   o.limits = importerOptions(cfg).limits;
+  o.directWriteMinBytes = cfg.import.directWriteMinSize;
   o.maxManifestBytes = static_cast<size_t>(cfg.limits.maxManifestBytes);
   o.maxConfigBytes = static_cast<size_t>(cfg.limits.maxConfigBytes);
   return o;

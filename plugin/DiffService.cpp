@@ -139,7 +139,10 @@ grpc::Status DiffService::Apply(grpc::ServerContext* ctx, const diffv1::ApplyReq
           ApplySource src(content_->blobPath(*digest), ctx);
           unpack::Options opts;
           opts.userxattr = snapshots_->overlayOptions().userxattr;
-          if (writes_) opts.limits = writes_->options().limits;
+          if (writes_) {
+            opts.limits = writes_->options().limits;
+            opts.directWriteMinBytes = writes_->options().directWriteMinBytes;
+          }
           // The content store verified this blob's digest when it was committed.
           opts.hashCompressed = false;
           opts.sync = req->sync_fs();

@@ -456,6 +456,7 @@ void Importer::runJob(Job& job) {
     opts.progressBytes = &written;
     opts.userxattr = store_->overlayOptions().userxattr;
     opts.limits = options_.limits;
+    opts.directWriteMinBytes = options_.directWriteMinBytes;
     opts.cancel = &job.cancel;
     opts.hashCompressed = !fetcher_->verifiesDigests();
     result = unpack::unpackLayer(counting, job.desc.mediaType, staged / "fs", opts);

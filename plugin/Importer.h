@@ -33,6 +33,8 @@ struct ImporterOptions {
   // A layer import taking longer than this is abandoned (0: no limit).
   std::chrono::milliseconds layerTimeout{0};
   unpack::Limits limits;
+  // Files at least this large are written past the page cache (unpack::Options; 0: none).
+  uint64_t directWriteMinBytes = unpack::Options{}.directWriteMinBytes;
   // A layer is not even downloaded when the staging filesystem has less free space than its
   // compressed size plus this much: an import must not take the last bytes the database needs
   // to record anything, a removal (kubelet's image GC) included.

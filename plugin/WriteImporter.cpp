@@ -410,6 +410,7 @@ void WriteImporter::run(std::shared_ptr<Entry> e) {
     unpack::Options opts;
     opts.userxattr = snapshots_->overlayOptions().userxattr;
     opts.limits = options_.limits;
+    opts.directWriteMinBytes = options_.directWriteMinBytes;
     opts.cancel = &e->cancel;
     opts.progressBytes = &e->written;
     // The content store hashes every byte it is written and commits only the expected digest;

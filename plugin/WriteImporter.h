@@ -81,6 +81,8 @@ struct WriteImportOptions {
   // keepDeclinedLayers) every layer write is teed. true tees every layer write regardless.
   bool teeWithoutUnpacker = false;
   unpack::Limits limits;
+  // Files at least this large are written past the page cache (unpack::Options; 0: none).
+  uint64_t directWriteMinBytes = unpack::Options{}.directWriteMinBytes;
   size_t maxManifestBytes = 4u << 20;
   size_t maxConfigBytes = 8u << 20;
 };

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "unpack/DirectFileWriter.h"
 #include "unpack/SecureRoot.h"
 #include "unpack/Unpacker.h"
 
@@ -87,6 +88,7 @@ class LayerWriter {
   std::vector<DirTime> dirTimes_;
   std::vector<std::string> created_;  // scratch for SecureRoot::dir
   bool rootOpaque_ = false;
+  DirectFileWriter direct_;
 };
 
 }  // namespace snapimport::unpack

@@ -45,6 +45,10 @@ struct Options {
   // hashing the same bytes twice costs ~20% of an import's CPU on machines without SHA-NI.
   // Result::compressedDigest is then empty.
   bool hashCompressed = true;
+  // Regular files at least this large are written with O_DIRECT where the filesystem allows it
+  // (DirectFileWriter): no page-cache copy, no write-back afterwards, and the node's page cache
+  // keeps its own pages. 0 writes everything through the page cache.
+  uint64_t directWriteMinBytes = 256 << 10;
   // Polled between entries and between buffers; when set the unpack stops and cleans up.
   const std::atomic<bool>* cancel = nullptr;
   // When set, advanced (relaxed) by the tar writer as it consumes uncompressed bytes, so a

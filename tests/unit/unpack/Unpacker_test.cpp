@@ -533,6 +533,55 @@ TEST_F(Unpacker, PipelineWrapsItsRingsAndKeepsBothDigests) {
   }
 }
 
+// Files from the direct-write threshold up skip the page cache (DirectFileWriter): their bytes,
+// sizes, owners, modes (setuid after the chown) and times must be what the buffered path gives.
+TEST_F(Unpacker, LargeFilesWrittenPastThePageCacheKeepBytesAndMetadata) {
+  std::mt19937 rng(7);
+  auto bytes = [&](size_t n) {
+    std::string s(n, '\0');
+    for (auto& c : s) c = static_cast<char>(rng());
+    return s;
+  };
+  Meta suid;
+  suid.mode = 04755;
+  suid.uid = 1000;
+  suid.gid = 2000;
+  suid.mtime = 1600000000;
+  suid.pax["SCHILY.xattr.user.note"] = "big";
+  const size_t sizes[] = {(256 << 10) - 1, 256 << 10, (1 << 20) + 4097, (3 << 20) + 1};
+  TarBuilder b;
+  std::vector<std::string> data;
+  for (size_t i = 0; i < std::size(sizes); ++i) {
+    data.push_back(bytes(sizes[i]));
+    b.file("f" + std::to_string(i), data.back(), suid);
+  }
+  std::string tar = b.finish();
+  for (uint64_t threshold : {uint64_t{256 << 10}, uint64_t{0}}) {
+    SCOPED_TRACE(threshold);
+    auto dir = tmp_.path() / ("t" + std::to_string(threshold));
+    std::filesystem::create_directory(dir);
+    unpack::Options opts = quiet();
+    opts.directWriteMinBytes = threshold;
+    MemorySource src(gzip(tar), 4097);
+    auto res = unpack::unpackLayer(src, kTarGzip, dir, opts);
+    EXPECT_EQ(res.diffId, sha256(tar));
+    for (size_t i = 0; i < std::size(sizes); ++i) {
+      auto p = dir / ("f" + std::to_string(i));
+      struct stat st {};
+      ASSERT_EQ(::lstat(p.c_str(), &st), 0) << p;
+      EXPECT_EQ(static_cast<size_t>(st.st_size), sizes[i]) << p;
+      EXPECT_TRUE(slurp(p) == data[i]) << p << " differs";
+      EXPECT_EQ(st.st_mode & 07777, 04755u) << p;
+      EXPECT_EQ(st.st_uid, 1000u) << p;
+      EXPECT_EQ(st.st_gid, 2000u) << p;
+      EXPECT_EQ(st.st_mtim.tv_sec, 1600000000) << p;
+      char note[8] = {};
+      EXPECT_EQ(::lgetxattr(p.c_str(), "user.note", note, sizeof note), 3) << p;
+      EXPECT_STREQ(note, "big");
+    }
+  }
+}
+
 // A tar error early in a long layer: the writer stops, the other stages are stopped and joined
 // instead of reading the rest of the blob, and nothing stays behind.
 TEST_F(Unpacker, TarErrorStopsTheWholePipeline) {
