@@ -119,6 +119,7 @@ int runUnpack(const UnpackFlags& flags) {
     std::printf("uncompressed_bytes=%llu\n",
                 static_cast<unsigned long long>(res.uncompressedBytes));
     std::printf("entries=%llu\n", static_cast<unsigned long long>(res.entries));
+    std::printf("direct_bytes=%llu\n", static_cast<unsigned long long>(res.directBytes));
     std::printf("implicit_dirs=%zu\n", res.implicitDirs.size());
     std::printf("seconds=%.3f\n", secs);
     std::printf("mib_per_s=%.1f\n", secs > 0 ? res.uncompressedBytes / secs / (1 << 20) : 0.0);

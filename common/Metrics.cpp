@@ -53,6 +53,13 @@ Metrics::Metrics()
                        .Help("File bytes the importer wrote into snapshot directories.")
                        .Register(*registry_)
                        .Add({})),
+      directWrittenBytes(BuildCounter()
+                             .Name("snapimport_direct_written_bytes_total")
+                             .Help("Of the file bytes written into snapshot directories, those "
+                                   "written with O_DIRECT, past the page cache "
+                                   "(import.direct_write_min_size).")
+                             .Register(*registry_)
+                             .Add({})),
       layerImportDuration(
           BuildHistogram()
               .Name("snapimport_layer_import_duration_seconds")

@@ -108,6 +108,8 @@ class Metrics {
   prometheus::Counter& importsCompleted;
   prometheus::Counter& fetchedBytes;
   prometheus::Counter& writtenBytes;
+  // Of those, the bytes written with O_DIRECT (import.direct_write_min_size).
+  prometheus::Counter& directWrittenBytes;
   prometheus::Histogram& layerImportDuration;
   // One background sync of the staging filesystem (plugin/StagingWriteback).
   prometheus::Histogram& stagingWritebackDuration;

@@ -499,6 +499,7 @@ void Importer::runJob(Job& job) {
   m.importJobsInFlight.Decrement();
   if (reason.empty()) {
     m.writtenBytes.Increment(static_cast<double>(result.uncompressedBytes));
+    m.directWrittenBytes.Increment(static_cast<double>(result.directBytes));
     m.layerImportDuration.Observe(seconds);
     prog.layerBytes(job.desc.digest, result.compressedBytes, result.uncompressedBytes);
   } else {

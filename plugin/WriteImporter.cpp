@@ -464,6 +464,7 @@ void WriteImporter::run(std::shared_ptr<Entry> e) {
   m.importJobsInFlight.Decrement();
   if (reason.empty()) {
     m.writtenBytes.Increment(static_cast<double>(result.uncompressedBytes));
+    m.directWrittenBytes.Increment(static_cast<double>(result.directBytes));
     m.layerImportDuration.Observe(
         std::chrono::duration<double>(Clock::now() - e->startedAt).count());
     prog.layerBytes(e->digest, result.compressedBytes, result.uncompressedBytes);

@@ -40,6 +40,7 @@ class LayerWriter {
   void rollback() noexcept;
 
   uint64_t entries() const { return entries_; }
+  uint64_t directBytes() const { return direct_.directBytes(); }
   std::vector<std::string> implicitDirs() const { return {implicit_.begin(), implicit_.end()}; }
 
  private:

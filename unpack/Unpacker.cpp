@@ -93,6 +93,7 @@ Result unpackInto(LayerStream& stream, ReadContext& ctx, SecureRoot& root, const
   res.compressedBytes = stream.compressedBytes();
   res.uncompressedBytes = stream.uncompressedBytes();
   res.entries = writer.entries();
+  res.directBytes = writer.directBytes();
   res.implicitDirs = writer.implicitDirs();
   return res;
 }

@@ -61,6 +61,9 @@ struct Result {
   std::string compressedDigest;  // "sha256:<hex>" of the bytes read from the Source
   std::string diffId;            // "sha256:<hex>" of the uncompressed tar stream
   uint64_t compressedBytes = 0, uncompressedBytes = 0, entries = 0;
+  // File bytes written with O_DIRECT (Options::directWriteMinBytes); the rest of the files' data
+  // went through the page cache.
+  uint64_t directBytes = 0;
   // Directories created only because an entry lived below them, parents first, relative to the
   // diff dir. They must take their metadata from the lower layers (fixImplicitDirs).
   std::vector<std::string> implicitDirs;

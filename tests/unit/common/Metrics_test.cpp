@@ -24,6 +24,7 @@ TEST(Metrics, EveryFamilyIsExposedFromTheStart) {
            "snapimport_fallbacks_total{reason=\"slow\",source=\"content\"} 0",
            "snapimport_fetched_bytes_total 0",
            "snapimport_written_bytes_total 0",
+           "snapimport_direct_written_bytes_total 0",
            "# TYPE snapimport_layer_import_duration_seconds histogram",
            "snapimport_layer_import_duration_seconds_bucket{le=\"0.05\"} 0",
            "snapimport_layer_import_duration_seconds_bucket{le=\"+Inf\"} 0",
