@@ -15,8 +15,8 @@
 namespace snapimport::unpack {
 namespace {
 
-[[noreturn]] void throwWrite(const std::string& path, int err) {
-  throw UnpackError("cannot write \"" + path + "\": " + std::strerror(err));
+[[noreturn]] void throwWrite(std::string_view path, int err) {
+  throw UnpackError("cannot write \"" + std::string(path) + "\": " + std::strerror(err));
 }
 
 size_t roundUp(size_t n, size_t align) { return (n + align - 1) / align * align; }
@@ -123,12 +123,12 @@ void DirectFileWriter::flushAligned(size_t bytes) {
   if (used_ > 0) std::memmove(buf_.get(), buf_.get() + bytes, used_);
 }
 
-void DirectFileWriter::writeBuffered(const char* p, size_t n) {
+void writeAll(int fd, const char* p, size_t n, std::string_view path) {
   while (n > 0) {
-    ssize_t w = ::write(fd_, p, n);
+    ssize_t w = ::write(fd, p, n);
     if (w < 0) {
       if (errno == EINTR) continue;
-      throwWrite(path_, errno);
+      throwWrite(path, errno);
     }
     p += w;
     n -= static_cast<size_t>(w);

@@ -13,17 +13,21 @@
 // Only what the filesystem allows goes direct: statx(STATX_DIOALIGN) of the first file gives the
 // offset and memory alignment (filesystems report it for regular files only), and a filesystem
 // that reports none, refuses O_DIRECT on the fd or refuses a direct write gets ordinary writes
-// from then on. A file's last bytes
-// that do not fill an aligned block are written through the page cache, so the file's size is
-// exact without a truncate.
+// from then on. A file's last bytes that do not fill an aligned block are written through the
+// page cache, so the file's size is exact without a truncate.
 #include <sys/types.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace snapimport::unpack {
+
+// Writes all `n` bytes to `fd` as it is opened (EINTR retried), for files and tails that go
+// through the page cache. Throws UnpackError "cannot write "<path>": <strerror>".
+void writeAll(int fd, const char* p, size_t n, std::string_view path);
 
 class DirectFileWriter {
  public:
@@ -47,7 +51,7 @@ class DirectFileWriter {
 
  private:
   void flushAligned(size_t bytes);
-  void writeBuffered(const char* p, size_t n);
+  void writeBuffered(const char* p, size_t n) { writeAll(fd_, p, n, path_); }
   void leaveDirect();
 
   bool probe(int fd);

@@ -344,18 +344,8 @@ void LayerWriter::writeRegular(struct archive* a, int parent, std::string_view p
     expected += static_cast<int64_t>(size);
     if (direct) {
       direct_.append(buf, size);
-      continue;
-    }
-    const char* p = static_cast<const char*>(buf);
-    size_t left = size;
-    while (left > 0) {
-      ssize_t n = ::write(f.get(), p, left);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        throwSys("cannot write", path);
-      }
-      p += n;
-      left -= static_cast<size_t>(n);
+    } else {
+      writeAll(f.get(), static_cast<const char*>(buf), size, path);
     }
   }
   if (direct) direct_.finish();

@@ -16,6 +16,7 @@
 
 #include "../store/SmallFilesystem.h"
 #include "../store/TempDir.h"
+#include "DirectIoProbe.h"
 
 namespace snapimport::unpack {
 namespace {
@@ -80,13 +81,7 @@ TEST(DirectFileWriter, FilesComeOutExactOnTheWorkFilesystem) {
   testing::TempDir tmp;
   DirectFileWriter w(64 << 10);
   expectExactFiles(tmp.path(), w);
-  struct statx stx {};
-  int fd = ::open((tmp.path() / "f1-1000").c_str(), O_RDONLY | O_CLOEXEC);
-  ASSERT_GE(fd, 0);
-  bool fsHasDirectIo = ::statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 &&
-                       (stx.stx_mask & STATX_DIOALIGN) && stx.stx_dio_offset_align > 0;
-  ::close(fd);
-  if (fsHasDirectIo) {
+  if (testing::directIoOffsetAlign(tmp.path() / "f1-1000") > 0) {
     EXPECT_GT(w.directBytes(), 0u) << "the filesystem offers direct I/O, so the big files use it";
   } else {
     EXPECT_EQ(w.directBytes(), 0u);
