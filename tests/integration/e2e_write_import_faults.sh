@@ -72,15 +72,20 @@ check_clean() {
 LAST=$(jq -r '.layers[-1].digest' "$(si_image_manifest "$OCI" "$TAG")")
 tees() { grep "unpacking layer as containerd writes it" "$SI_SNAPIMPORT_LOG" | grep -c "layer=$LAST" || true; }
 teeing() { [ "$(tees)" -gt "$BASE" ]; }
+# The tee is logged before its unpack thread has made its staging directory: wait for both.
+write_staged() { [ -n "$(find "$STAGING" -mindepth 1 -maxdepth 1 -name 'write-*')" ]; }
+unpacking_last() {
+  si_wait_for "snapimport to unpack the last layer as containerd writes it" 60 teeing &&
+    si_wait_for "a write staging directory while the last layer streams in" 10 write_staged
+}
 
 # --- kill -9 mid-layer, restart, retried pull succeeds ----------------------------------------------
 BASE=$(tees)
 "$SNAPIMPORT_BIN" pull --image-endpoint "$ENDPOINT" --timeout 300 "$REG/slowlast/img:$TAG" \
   >"$SI_WORK/logs/pull-kill.out" 2>&1 &
 PULLER=$!
-si_wait_for "snapimport to unpack the last layer as containerd writes it" 60 teeing
+unpacking_last || fail "no staging directory while the last layer streams in"
 staged=$(find "$STAGING" -mindepth 1 -maxdepth 1 -name 'write-*' | wc -l)
-[ "$staged" -gt 0 ] || fail "no staging directory while the last layer streams in"
 kill -9 "$SI_SNAPIMPORT_PID"
 si_log "killed snapimport (pid $SI_SNAPIMPORT_PID) with $staged write staging directories"
 restart() {
@@ -128,7 +133,7 @@ BASE=$(tees)
 "$SNAPIMPORT_BIN" pull --image-endpoint "$ENDPOINT" --timeout 120 "$REG/slowlast/img:$TAG" \
   >"$SI_WORK/logs/pull-cancel.out" 2>&1 &
 PULLER=$!
-si_wait_for "snapimport to unpack the last layer as containerd writes it" 60 teeing
+unpacking_last || fail "no staging directory while the last layer streams in"
 kill "$PULLER" 2>/dev/null || true
 wait "$PULLER" 2>/dev/null || true
 # containerd cancels the fetch with the PullImage call; the write stream ends without a commit.
