@@ -54,6 +54,55 @@ TEST(BlockRing, EveryConsumerSeesEveryBlockInOrder) {
   EXPECT_EQ(slow, kBlocks);
 }
 
+// A ring of 16 wakes a sleeping thread after 4 blocks; these cover every way to wake: a full
+// batch, the bounded wait with fewer blocks, a producer sleeping for free slots, the end.
+TEST(BlockRing, BatchedWakeUpsLoseAndReorderNothing) {
+  constexpr uint32_t kBlocks = 3000;
+  BlockRing ring(16, 64, 2);
+  std::thread producer([&] {
+    for (uint32_t i = 0; i < kBlocks; ++i) {
+      publishNumber(ring, i);
+      if (i % 700 == 3) std::this_thread::sleep_for(2 * BlockRing::kBatchWait);  // a stall
+    }
+    ring.close();
+  });
+  auto consume = [&](size_t c, uint32_t& seen) {
+    for (;;) {
+      auto b = ring.wait(c);
+      if (b.empty()) break;
+      EXPECT_EQ(numberIn(b), seen);
+      ++seen;
+      if (c == 1 && seen % 300 == 0) std::this_thread::sleep_for(1ms);  // the producer fills up
+      ring.release(c);
+    }
+  };
+  uint32_t first = 0, second = 0;
+  std::thread other([&] { consume(1, second); });
+  consume(0, first);
+  other.join();
+  producer.join();
+  EXPECT_EQ(first, kBlocks);
+  EXPECT_EQ(second, kBlocks);
+}
+
+// One block and a source that stalls: the consumer gets the block without waiting for a batch.
+TEST(BlockRing, ALoneBlockReachesASleepingConsumer) {
+  BlockRing ring(16, 16, 1);
+  std::atomic<bool> got{false};
+  std::thread consumer([&] {
+    EXPECT_EQ(numberIn(ring.wait(0)), 42u);
+    got = true;
+    ring.release(0);
+    EXPECT_TRUE(ring.wait(0).empty());
+  });
+  std::this_thread::sleep_for(20ms);  // the consumer is asleep by now
+  publishNumber(ring, 42);
+  for (int i = 0; i < 1000 && !got; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_TRUE(got) << "a lone block waited for the producer to fill a batch";
+  ring.close();
+  consumer.join();
+}
+
 TEST(BlockRing, ProducerWaitsForTheSlowestConsumer) {
   BlockRing ring(2, 16, 2);
   publishNumber(ring, 0);
