@@ -16,6 +16,9 @@
 #   snapimport unpack --compressed-digest  plus a sha256 of the compressed blob
 #   igzip -dc | tar -x, gzip -dc | tar -x  two processes and a pipe, no digests at all
 # All run with --no-sync like tar; one extra run per layer shows the cost of snapimport's syncfs.
+# BENCH_BASELINE=/path/to/another/snapimport adds that build's `unpack` to every round (row
+# "baseline snapimport unpack") and prints its CPU per GiB beside this one's, with the change:
+# an A/B of two builds on the same layers, file systems and machine state.
 #
 # Method: $BENCH_ROUNDS rounds; in each, every tool extracts once, in a rotating order, into its
 # own new directory; the best time per tool counts. Nothing is deleted while a round runs: on
@@ -33,6 +36,7 @@ small_files=${BENCH_SMALL_FILES:-100000}
 rounds=${BENCH_ROUNDS:-3}
 layers=${BENCH_LAYERS:-large small}
 fs=${BENCH_FS:-ext4}
+baseline=${BENCH_BASELINE:-}
 if [ "$(id -u)" -ne 0 ]; then echo "bench: needs root, skipping" >&2; exit 77; fi
 for t in igzip gzip tar python3 bc /usr/bin/time; do
   command -v "$t" >/dev/null || { echo "bench: $t missing (scripts/setup.sh installs it)" >&2; exit 77; }
@@ -115,8 +119,14 @@ round_dir() {
 }
 
 tools=(snap snap_cd igzip_tar gzip_tar)
+if [ -n "$baseline" ]; then
+  baseline=$(readlink -f "$baseline")
+  [ -x "$baseline" ] || { echo "bench: BENCH_BASELINE=$baseline is not an executable" >&2; exit 2; }
+  tools+=(base)
+fi
 declare -A label=(
   [snap]="snapimport unpack"
+  [base]="baseline snapimport unpack"
   [snap_cd]="snapimport --compressed-digest"
   [snap_sync]="snapimport unpack (syncfs)"
   [igzip_tar]="igzip -dc | tar -x"
@@ -125,6 +135,7 @@ declare -A label=(
 run_tool() {  # tool layer-file dest
   case $1 in
     snap) /usr/bin/time -o "$work/cpu" -f '%U %S' "$bin" unpack --no-sync --media-type gzip "$2" "$3" ;;
+    base) /usr/bin/time -o "$work/cpu" -f '%U %S' "$baseline" unpack --no-sync --media-type gzip "$2" "$3" ;;
     snap_cd) "$bin" unpack --no-sync --compressed-digest --media-type gzip "$2" "$3" ;;
     snap_sync) "$bin" unpack --media-type gzip "$2" "$3" ;;
     igzip_tar) igzip -dc "$2" | tar -x -C "$3" ;;
@@ -154,7 +165,7 @@ for layer in $layers; do
   bytes=$(sed -n 's/^uncompressed_bytes=//p' stats/out)
   entries=$(sed -n 's/^entries=//p' stats/out)
   rm -rf stats
-  declare -A best=()
+  declare -A best=() cpu_best=() cpu_user=() cpu_sys=()
   n=${#tools[@]}
   for r in $(seq 0 $((rounds - 1))); do
     extra=0
@@ -164,10 +175,10 @@ for layer in $layers; do
     for i in $(seq 0 $((n - 1))); do order+=("${tools[$(((i + r) % n))]}"); done
     for t in "${order[@]}"; do
       s=$(timed "$t" "$file" "$mnt/$t")
-      if [ "$t" = snap ]; then
-        read -r u sy <"$work/cpu"  # user and system seconds of this `snap` run
-        if [ -z "${cpu_best:-}" ] || [ "$(echo "$u + $sy < $cpu_best" | bc -l)" = 1 ]; then
-          cpu_best=$(echo "$u + $sy" | bc -l) cpu_user=$u cpu_sys=$sy
+      if [ "$t" = snap ] || [ "$t" = base ]; then
+        read -r u sy <"$work/cpu"  # user and system seconds of this run
+        if [ -z "${cpu_best[$t]:-}" ] || [ "$(echo "$u + $sy < ${cpu_best[$t]}" | bc -l)" = 1 ]; then
+          cpu_best[$t]=$(echo "$u + $sy" | bc -l) cpu_user[$t]=$u cpu_sys[$t]=$sy
         fi
       fi
       if [ -z "${best[$t]:-}" ] || [ "$(echo "$s < ${best[$t]}" | bc -l)" = 1 ]; then best[$t]=$s; fi
@@ -180,7 +191,9 @@ for layer in $layers; do
   printf 'layer %s: %s, %.0f MiB compressed, %.0f MiB tar, %d entries, best of %d, on %s\n' "$layer" \
     "$(basename "$file")" "$(echo "$(stat -c %s "$file") / 1048576" | bc -l)" "$mib" "$entries" "$rounds" "$fs"
   printf '  %-32s %8s %10s %11s %10s\n' tool seconds "MiB/s" "files/s" "time/snap"
-  for t in snap snap_cd snap_sync igzip_tar gzip_tar; do
+  rows=(snap snap_cd snap_sync igzip_tar gzip_tar)
+  [ -n "$baseline" ] && rows+=(base)
+  for t in "${rows[@]}"; do
     s=${best[$t]}
     printf '  %-32s %8.2f %10.1f %11.0f %9.2fx\n' "${label[$t]}" "$s" "$(echo "$mib / $s" | bc -l)" \
       "$(echo "$entries / $s" | bc -l)" "$(echo "$s / ${best[snap]}" | bc -l)"
@@ -188,7 +201,15 @@ for layer in $layers; do
   printf '  snapimport peak RSS: %.1f MiB\n' "$(echo "$rss_kib / 1024" | bc -l)"
   # Issue "Import at the two-core floor", acceptance 2: CPU per GiB of tar, the least of the rounds.
   gib=$(echo "$bytes / 1073741824" | bc -l)
-  printf '  snapimport unpack CPU: %.2f s user + %.2f s system = %.2f CPU-s per GiB of tar\n' \
-    "$(echo "$cpu_user / $gib" | bc -l)" "$(echo "$cpu_sys / $gib" | bc -l)" "$(echo "$cpu_best / $gib" | bc -l)"
+  cpu_rows=(snap)
+  [ -n "$baseline" ] && cpu_rows+=(base)
+  for t in "${cpu_rows[@]}"; do
+    printf '  %s CPU: %.2f s user + %.2f s system = %.2f CPU-s per GiB of tar\n' "${label[$t]}" \
+      "$(echo "${cpu_user[$t]} / $gib" | bc -l)" "$(echo "${cpu_sys[$t]} / $gib" | bc -l)" \
+      "$(echo "${cpu_best[$t]} / $gib" | bc -l)"
+  done
+  if [ -n "$baseline" ]; then
+    printf '  CPU against the baseline: %+.1f %%\n' "$(echo "100 * (${cpu_best[snap]} / ${cpu_best[base]} - 1)" | bc -l)"
+  fi
   unset best cpu_best cpu_user cpu_sys
 done
