@@ -118,11 +118,13 @@ round_dir() {
   esac
 }
 
-tools=(snap snap_cd igzip_tar gzip_tar)
+tools=(snap snap_cd igzip_tar gzip_tar)        # timed in every round
+rows=(snap snap_cd snap_sync igzip_tar gzip_tar) # printed
+cpu_tools=(snap)                                 # user and system CPU recorded
 if [ -n "$baseline" ]; then
   baseline=$(readlink -f "$baseline")
   [ -x "$baseline" ] || { echo "bench: BENCH_BASELINE=$baseline is not an executable" >&2; exit 2; }
-  tools+=(base)
+  tools+=(base) rows+=(base) cpu_tools+=(base)
 fi
 declare -A label=(
   [snap]="snapimport unpack"
@@ -134,8 +136,10 @@ declare -A label=(
 )
 run_tool() {  # tool layer-file dest
   case $1 in
-    snap) /usr/bin/time -o "$work/cpu" -f '%U %S' "$bin" unpack --no-sync --media-type gzip "$2" "$3" ;;
-    base) /usr/bin/time -o "$work/cpu" -f '%U %S' "$baseline" unpack --no-sync --media-type gzip "$2" "$3" ;;
+    snap | base)
+      local b=$bin
+      [ "$1" = base ] && b=$baseline
+      /usr/bin/time -o "$work/cpu" -f '%U %S' "$b" unpack --no-sync --media-type gzip "$2" "$3" ;;
     snap_cd) "$bin" unpack --no-sync --compressed-digest --media-type gzip "$2" "$3" ;;
     snap_sync) "$bin" unpack --media-type gzip "$2" "$3" ;;
     igzip_tar) igzip -dc "$2" | tar -x -C "$3" ;;
@@ -175,7 +179,7 @@ for layer in $layers; do
     for i in $(seq 0 $((n - 1))); do order+=("${tools[$(((i + r) % n))]}"); done
     for t in "${order[@]}"; do
       s=$(timed "$t" "$file" "$mnt/$t")
-      if [ "$t" = snap ] || [ "$t" = base ]; then
+      if [[ " ${cpu_tools[*]} " == *" $t "* ]]; then
         read -r u sy <"$work/cpu"  # user and system seconds of this run
         if [ -z "${cpu_best[$t]:-}" ] || [ "$(echo "$u + $sy < ${cpu_best[$t]}" | bc -l)" = 1 ]; then
           cpu_best[$t]=$(echo "$u + $sy" | bc -l) cpu_user[$t]=$u cpu_sys[$t]=$sy
@@ -191,8 +195,6 @@ for layer in $layers; do
   printf 'layer %s: %s, %.0f MiB compressed, %.0f MiB tar, %d entries, best of %d, on %s\n' "$layer" \
     "$(basename "$file")" "$(echo "$(stat -c %s "$file") / 1048576" | bc -l)" "$mib" "$entries" "$rounds" "$fs"
   printf '  %-32s %8s %10s %11s %10s\n' tool seconds "MiB/s" "files/s" "time/snap"
-  rows=(snap snap_cd snap_sync igzip_tar gzip_tar)
-  [ -n "$baseline" ] && rows+=(base)
   for t in "${rows[@]}"; do
     s=${best[$t]}
     printf '  %-32s %8.2f %10.1f %11.0f %9.2fx\n' "${label[$t]}" "$s" "$(echo "$mib / $s" | bc -l)" \
@@ -201,9 +203,7 @@ for layer in $layers; do
   printf '  snapimport peak RSS: %.1f MiB\n' "$(echo "$rss_kib / 1024" | bc -l)"
   # Issue "Import at the two-core floor", acceptance 2: CPU per GiB of tar, the least of the rounds.
   gib=$(echo "$bytes / 1073741824" | bc -l)
-  cpu_rows=(snap)
-  [ -n "$baseline" ] && cpu_rows+=(base)
-  for t in "${cpu_rows[@]}"; do
+  for t in "${cpu_tools[@]}"; do
     printf '  %s CPU: %.2f s user + %.2f s system = %.2f CPU-s per GiB of tar\n' "${label[$t]}" \
       "$(echo "${cpu_user[$t]} / $gib" | bc -l)" "$(echo "${cpu_sys[$t]} / $gib" | bc -l)" \
       "$(echo "${cpu_best[$t]} / $gib" | bc -l)"
