@@ -30,11 +30,12 @@ void produceInto(BlockRing& ring, Body body) {
 
 LayerStream::LayerStream(Source& src, Compression compression, uint64_t maxUncompressedBytes,
                          const std::atomic<bool>* cancel, bool hashCompressed,
-                         std::atomic<uint64_t>* progressBytes)
+                         std::atomic<uint64_t>* progressBytes, ThreadObserver* threads)
     : src_(src),
       maxUncompressedBytes_(maxUncompressedBytes),
       cancel_(cancel),
       progressBytes_(progressBytes),
+      threads_(threads),
       hashCompressed_(hashCompressed),
       in_(compression == Compression::None ? 0 : kInBlocks, kInBlock, 1),
       out_(kOutBlocks, kOutBlock, 2) {
@@ -49,12 +50,12 @@ LayerStream::LayerStream(Source& src, Compression compression, uint64_t maxUncom
       break;
   }
   try {
-    hasher_ = std::thread([this] { hash(); });
+    hasher_ = std::thread([this] { observed(&LayerStream::hash); });
     if (decompressor_) {
-      inflater_ = std::thread([this] { inflate(); });
-      reader_ = std::thread([this] { readCompressed(); });
+      inflater_ = std::thread([this] { observed(&LayerStream::inflate); });
+      reader_ = std::thread([this] { observed(&LayerStream::readCompressed); });
     } else {
-      reader_ = std::thread([this] { readPlain(); });
+      reader_ = std::thread([this] { observed(&LayerStream::readPlain); });
     }
   } catch (...) {
     joinAll();  // a joinable std::thread must not be destroyed
@@ -63,6 +64,13 @@ LayerStream::LayerStream(Source& src, Compression compression, uint64_t maxUncom
 }
 
 LayerStream::~LayerStream() { joinAll(); }
+
+// Each stage catches its own errors and hands them on through its ring, so `stage` returns.
+void LayerStream::observed(void (LayerStream::*stage)()) {
+  if (threads_) threads_->threadStarted();
+  (this->*stage)();
+  if (threads_) threads_->threadEnding();
+}
 
 void LayerStream::joinAll() noexcept {
   in_.stop();
@@ -197,7 +205,10 @@ std::span<const uint8_t> LayerStream::next() {
     out_.release(kCaller);
     holding_ = false;
   }
+  auto waitStart =
+      threads_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
   std::span<const uint8_t> block = out_.wait(kCaller);  // rethrows a stage's error
+  if (threads_) threads_->writerWaited(std::chrono::steady_clock::now() - waitStart);
   if (!block.empty()) {
     holding_ = true;
     if (progressBytes_) progressBytes_->fetch_add(block.size(), std::memory_order_relaxed);

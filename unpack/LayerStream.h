@@ -34,7 +34,7 @@ class LayerStream {
  public:
   LayerStream(Source& src, Compression compression, uint64_t maxUncompressedBytes,
               const std::atomic<bool>* cancel, bool hashCompressed = true,
-              std::atomic<uint64_t>* progressBytes = nullptr);
+              std::atomic<uint64_t>* progressBytes = nullptr, ThreadObserver* threads = nullptr);
   // Stops every stage and waits for them. A reader blocked inside Source::read is waited for: the
   // source's own stall timeout bounds that, exactly as it bounded the caller's read when everything
   // ran on one thread.
@@ -62,6 +62,8 @@ class LayerStream {
   void readPlain();
   void inflate();
   void hash();
+  // Runs one stage on its thread, between the ThreadObserver's two calls.
+  void observed(void (LayerStream::*stage)());
   size_t readSource(void* buf, size_t len);
   void checkCancel() const;
   // Counts n more uncompressed bytes against the limit; compressedPos (how far into the blob the
@@ -73,6 +75,7 @@ class LayerStream {
   uint64_t maxUncompressedBytes_;
   const std::atomic<bool>* cancel_;
   std::atomic<uint64_t>* progressBytes_;
+  ThreadObserver* threads_;
   std::unique_ptr<Decompressor> decompressor_;
   bool hashCompressed_;
 

@@ -191,7 +191,7 @@ Result unpackLayer(Source& src, std::string_view mediaType, const std::filesyste
     throw UnpackError("target directory " + dir.string() + " is not empty");
   }
   LayerStream stream(src, *compression, opts.limits.maxUncompressedBytes, opts.cancel,
-                     opts.hashCompressed, opts.progressBytes);
+                     opts.hashCompressed, opts.progressBytes, opts.threads);
   ReadContext ctx{&stream, nullptr};
   LayerWriter writer(root, opts, &throwArchiveError, &ctx);
   try {

@@ -4,6 +4,7 @@
 //   -> tar reader (libarchive, read side only) -> dirfd-relative writes confined to `dir`.
 // Knows nothing of gRPC, the content store or the registry.
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -32,6 +33,18 @@ struct Limits {
   uint64_t maxUncompressedBytes = 64ull << 30;  // the whole tar stream (diff_id input)
 };
 
+// Told on each of an unpack's own pipeline threads (reader, inflater, hasher) as it starts and
+// just before it returns; not on the caller's thread. The importer uses it to find the threads of
+// a layer by their thread ids and change their scheduling priority while they run.
+class ThreadObserver {
+ public:
+  virtual ~ThreadObserver() = default;
+  virtual void threadStarted() = 0;
+  virtual void threadEnding() = 0;
+  // On the caller's thread: it waited this long for the next block of the tar stream.
+  virtual void writerWaited(std::chrono::nanoseconds) {}
+};
+
 struct Options {
   // Opaque directories get user.overlay.opaque instead of trusted.overlay.opaque (overlay mounted
   // with -o userxattr).
@@ -55,6 +68,8 @@ struct Options {
   // progress display on another thread can show how far extraction has got. Ends equal to
   // Result::uncompressedBytes.
   std::atomic<uint64_t>* progressBytes = nullptr;
+  // When set, told of every pipeline thread this unpack starts (see ThreadObserver).
+  ThreadObserver* threads = nullptr;
 };
 
 struct Result {

@@ -8,8 +8,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <mutex>
 #include <random>
+#include <set>
 #include <thread>
+#include <tuple>
 
 #include "DirectIoProbe.h"
 #include "LayerFixture.h"
@@ -661,6 +664,49 @@ TEST_F(Unpacker, ReportsProgressWhileStreaming) {
   EXPECT_GT(src.seenBeforeEnd, 0u);
   EXPECT_EQ(progress.load(), res.uncompressedBytes);
   EXPECT_EQ(res.uncompressedBytes, tar.size());
+}
+
+// The importer's layer priorities find a layer's threads through ThreadObserver: every pipeline
+// thread reports itself once as it starts and once before it returns, on its own thread, and
+// the caller (the tar writer) reports its waits for data.
+TEST_F(Unpacker, TellsTheThreadObserverOfEveryPipelineThread) {
+  class Recorder : public unpack::ThreadObserver {
+   public:
+    void threadStarted() override {
+      std::lock_guard lock(mu);
+      started.insert(::gettid());
+    }
+    void threadEnding() override {
+      std::lock_guard lock(mu);
+      ended.insert(::gettid());
+    }
+    void writerWaited(std::chrono::nanoseconds d) override {
+      waits.fetch_add(1);
+      EXPECT_GE(d.count(), 0);
+    }
+    std::mutex mu;
+    std::set<pid_t> started, ended;
+    std::atomic<int> waits{0};
+  };
+  TarBuilder b;
+  for (int i = 0; i < 10; ++i) b.file(numbered("f", i), std::string(50000, 'q'));
+  std::string tar = b.finish();
+  for (auto [blob, type, threads] :
+       {std::tuple{gzip(tar), kTarGzip, 3u}, std::tuple{tar, kTar, 2u}}) {
+    SCOPED_TRACE(std::string(type));
+    Recorder rec;
+    auto opts = quiet();
+    opts.threads = &rec;
+    MemorySource src(blob, 4096);
+    std::filesystem::remove_all(root_);
+    std::filesystem::create_directories(root_);
+    unpack::unpackLayer(src, type, root_, opts);
+    std::lock_guard lock(rec.mu);
+    EXPECT_EQ(rec.started.size(), threads) << "reader, (inflater,) hasher";
+    EXPECT_EQ(rec.ended, rec.started) << "each thread that started also ended";
+    EXPECT_EQ(rec.started.count(::gettid()), 0u) << "the caller's thread is not a pipeline thread";
+    EXPECT_GT(rec.waits.load(), 0);
+  }
 }
 
 TEST_F(Unpacker, SourceErrorsPropagateUnchanged) {
