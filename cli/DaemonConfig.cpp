@@ -398,6 +398,16 @@ const std::vector<KeySpec>& keys() {
           "does not push the running workloads' pages out of the cache. Their first read after\n"
           "the pull comes from the disk. \"0\": every file through the page cache.",
           [](auto& c) -> auto& { return c.import.directWriteMinSize; }, true),
+      intKey(
+          "import", "background_layer_nice",
+          "While several layers unpack, the one with the longest estimated time left runs at the\n"
+          "daemon's own priority and the others' threads this many nice levels lower (at most\n"
+          "19), so that the costliest layer does not end last, alone, on one core. Only in a\n"
+          "cgroup with the cpu controller of the daemon's own (systemd: CPUAccounting=yes), where\n"
+          "nice divides the service's share and takes nothing from other processes; and it\n"
+          "needs CAP_SYS_NICE (root has it). Otherwise it is off and says so at start. 0: all\n"
+          "layers alike.",
+          [](auto& c) -> auto& { return c.import.backgroundLayerNice; }, 0, 19),
 
       durationKey(
           "timeouts", "connect", "Connecting to a registry (TCP and TLS).",

@@ -65,6 +65,7 @@ struct DaemonConfig {
     Duration stagingGracePeriod = std::chrono::minutes(10);
     Duration writebackInterval = std::chrono::milliseconds(500);
     uint64_t directWriteMinSize = 256 << 10;
+    int64_t backgroundLayerNice = 19;
   } import;
 
   struct Timeouts {

@@ -88,6 +88,7 @@ plugin::ImporterOptions importerOptions(const DaemonConfig& cfg) {
   o.limits.maxEntries = static_cast<uint64_t>(cfg.limits.maxLayerEntries);
   o.limits.maxUncompressedBytes = cfg.limits.maxLayerBytes;
   o.directWriteMinBytes = cfg.import.directWriteMinSize;
+  o.backgroundLayerNice = static_cast<int>(cfg.import.backgroundLayerNice);
   return o;
 }
 

@@ -49,12 +49,13 @@ namespace {
 class CountingSource : public unpack::Source {
  public:
   CountingSource(unpack::Source& inner, std::string digest, std::chrono::milliseconds timeout,
-                 const std::atomic<uint64_t>& written)
+                 const std::atomic<uint64_t>& written, std::atomic<uint64_t>& fetched)
       : inner_(inner),
         digest_(std::move(digest)),
         timeout_(timeout),
         start_(std::chrono::steady_clock::now()),
-        written_(written) {}
+        written_(written),
+        fetched_(fetched) {}
   size_t read(void* buf, size_t len) override {
     auto now = std::chrono::steady_clock::now();
     if (timeout_.count() > 0 && now - start_ > timeout_) {
@@ -63,6 +64,7 @@ class CountingSource : public unpack::Source {
     }
     size_t n = inner_.read(buf, len);
     total_ += n;
+    fetched_.store(total_, std::memory_order_relaxed);
     metrics::Metrics::daemon().fetchedBytes.Increment(static_cast<double>(n));
     // Progress is coarse on purpose: one update per 4 MiB, or per quarter second on a slow
     // registry, keeps the tracker's lock cold and `snapimport status` still moving.
@@ -82,6 +84,7 @@ class CountingSource : public unpack::Source {
   std::chrono::milliseconds timeout_;
   std::chrono::steady_clock::time_point start_;
   const std::atomic<uint64_t>& written_;  // tar bytes the unpacker's writer has consumed
+  std::atomic<uint64_t>& fetched_;        // compressed bytes read, for LayerPriority
   uint64_t total_ = 0, reported_ = 0;
   std::chrono::steady_clock::time_point reportedAt_{};
 };
@@ -103,6 +106,12 @@ Importer::Importer(std::shared_ptr<store::SnapshotStore> store,
     : store_(std::move(store)), fetcher_(std::move(fetcher)), options_(options) {
   options_.maxJobs = std::max(1, options_.maxJobs);
   options_.maxJobsPerHost = std::max(1, options_.maxJobsPerHost);
+  if (options_.backgroundLayerNice > 0 && options_.maxJobs > 1) {
+    priorities_ = LayerPriority::create({.backgroundNice = options_.backgroundLayerNice,
+                                         .period = std::chrono::milliseconds(100),
+                                         .ownCpuCgroup = std::nullopt});
+    if (!priorities_->enabled()) priorities_.reset();
+  }
   for (int i = 0; i < options_.maxJobs; ++i) workers_.emplace_back([this] { worker(); });
 }
 
@@ -450,9 +459,15 @@ void Importer::runJob(Job& job) {
                                        " stay for the database: " + std::strerror(ENOSPC));
     }
     auto src = fetcher_->open(job.imageRef, job.desc);
-    std::atomic<uint64_t> written{0};
-    CountingSource counting(*src, job.desc.digest, options_.layerTimeout, written);
+    std::atomic<uint64_t> written{0}, fetched{0};
+    CountingSource counting(*src, job.desc.digest, options_.layerTimeout, written, fetched);
+    std::unique_ptr<LayerPriority::Layer> priority;
+    if (priorities_) {
+      priority = priorities_->start(
+          job.desc.digest, static_cast<uint64_t>(std::max<int64_t>(job.desc.size, 0)), fetched);
+    }
     unpack::Options opts;
+    opts.threads = priority.get();
     opts.progressBytes = &written;
     opts.userxattr = store_->overlayOptions().userxattr;
     opts.limits = options_.limits;

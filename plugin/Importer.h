@@ -19,6 +19,7 @@
 
 #include "ImportLabels.h"
 #include "LayerFetcher.h"
+#include "LayerPriority.h"
 #include "StagingWriteback.h"
 #include "store/SnapshotStore.h"
 
@@ -41,6 +42,9 @@ struct ImporterOptions {
   uint64_t stagingReserveBytes = 8 << 20;
   // Synced in the background while a layer job runs (null: each layer's own syncfs only).
   std::shared_ptr<StagingWriteback> writeback;
+  // The nice value added to running layers other than the one with the longest estimated time
+  // left (LayerPriority); 0: every layer at the daemon's own priority.
+  int backgroundLayerNice = 19;
 };
 
 class Importer {
@@ -86,6 +90,7 @@ class Importer {
   std::shared_ptr<store::SnapshotStore> store_;
   std::shared_ptr<LayerFetcher> fetcher_;
   ImporterOptions options_;
+  std::shared_ptr<LayerPriority> priorities_;  // null when backgroundLayerNice is 0
 
   mutable std::mutex mu_;
   std::condition_variable workCv_;  // workers wait for runnable jobs

@@ -49,6 +49,16 @@ if [ "$SI_CONTAINERD_MAJOR" -ge 2 ]; then
   si_log "containerd $SI_CONTAINERD_VERSION pulled through its $took path"
 fi
 
+# --- layer priorities: on in a cpu cgroup of the daemon's own (as the systemd unit gives it) -------
+if [ -n "$(si_snapimport_cpu_cgroup)" ]; then
+  grep -q 'msg="layer priorities are on"' "$SI_SNAPIMPORT_LOG" ||
+    fail "the daemon runs in a cpu cgroup of its own but did not turn layer priorities on (see $SI_SNAPIMPORT_LOG)"
+else
+  grep -q 'msg="layer priorities are off' "$SI_SNAPIMPORT_LOG" ||
+    fail "the daemon has no cpu cgroup of its own but did not say that layer priorities are off"
+  si_log "layer priorities are off here: no cpu cgroup could be made for the daemon"
+fi
+
 # --- every layer was imported by snapimport, none applied by containerd ---------------------------
 imported=$(grep -c 'msg="imported layer"' "$SI_SNAPIMPORT_LOG" || true)
 [ "$imported" -eq 3 ] || fail "snapimport imported $imported layers, want 3 (see $SI_SNAPIMPORT_LOG)"

@@ -66,6 +66,7 @@ TEST(DaemonConfig, DefaultFileParsesToTheDefaults) {
   EXPECT_EQ(d.import.stagingGracePeriod, want.import.stagingGracePeriod);
   EXPECT_EQ(d.import.writebackInterval, want.import.writebackInterval);
   EXPECT_EQ(d.import.directWriteMinSize, want.import.directWriteMinSize);
+  EXPECT_EQ(d.import.backgroundLayerNice, want.import.backgroundLayerNice);
   EXPECT_EQ(d.timeouts.connect, want.timeouts.connect);
   EXPECT_EQ(d.timeouts.stall, want.timeouts.stall);
   EXPECT_EQ(d.timeouts.layer, want.timeouts.layer);
@@ -93,7 +94,7 @@ TEST(DaemonConfig, EveryKeyIsDocumented) {
     prev = line;
     pos = nl + 1;
   }
-  EXPECT_EQ(keys, 33u);
+  EXPECT_EQ(keys, 34u);
 }
 
 TEST(DaemonConfig, SectionsAndValues) {
@@ -102,6 +103,7 @@ TEST(DaemonConfig, SectionsAndValues) {
       "[metrics]\naddress = \"127.0.0.1:9651\"\n"
       "[import]\nenabled = false\nmax_concurrent_layers = 3\nmax_concurrent_write_imports = 0\n"
       "diff_service = true\nwriteback_interval = \"0s\"\ndirect_write_min_size = \"0\"\n"
+      "background_layer_nice = 0\n"
       "[timeouts]\nconnect = \"250ms\"\nlayer = \"0s\"\n"
       "[limits]\nmax_layer_bytes = \"2GiB\"\nmax_manifest_bytes = 1000\n",
       "f.toml");
@@ -118,6 +120,8 @@ TEST(DaemonConfig, SectionsAndValues) {
   EXPECT_EQ(DaemonConfig{}.import.writebackInterval, std::chrono::milliseconds(500));
   EXPECT_EQ(c.import.directWriteMinSize, 0u);
   EXPECT_EQ(DaemonConfig{}.import.directWriteMinSize, 256u << 10);
+  EXPECT_EQ(c.import.backgroundLayerNice, 0);
+  EXPECT_EQ(DaemonConfig{}.import.backgroundLayerNice, 19);
   EXPECT_EQ(c.timeouts.connect, std::chrono::milliseconds(250));
   EXPECT_EQ(c.timeouts.layer, std::chrono::milliseconds(0));
   EXPECT_EQ(c.limits.maxLayerBytes, 2ull << 30);
