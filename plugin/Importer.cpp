@@ -107,9 +107,9 @@ Importer::Importer(std::shared_ptr<store::SnapshotStore> store,
   options_.maxJobs = std::max(1, options_.maxJobs);
   options_.maxJobsPerHost = std::max(1, options_.maxJobsPerHost);
   if (options_.backgroundLayerNice > 0 && options_.maxJobs > 1) {
-    priorities_ = LayerPriority::create({.backgroundNice = options_.backgroundLayerNice,
-                                         .period = std::chrono::milliseconds(100),
-                                         .ownCpuCgroup = std::nullopt});
+    LayerPriority::Options prio;  // the default period; CpuCgroup decides whether it may run
+    prio.backgroundNice = options_.backgroundLayerNice;
+    priorities_ = LayerPriority::create(prio);
     if (!priorities_->enabled()) priorities_.reset();
   }
   for (int i = 0; i < options_.maxJobs; ++i) workers_.emplace_back([this] { worker(); });

@@ -106,6 +106,7 @@ std::shared_ptr<LayerPriority> LayerPriority::create(Options options) {
 
 LayerPriority::LayerPriority(Options options) : options_(options) {
   normalNice_ = niceOf(::gettid());
+  backgroundNice_ = std::min(normalNice_ + options_.backgroundNice, kMaxNice);
   if (options_.backgroundNice <= 0) return;
   bool own = false;
   std::string why, path;
@@ -135,9 +136,7 @@ LayerPriority::LayerPriority(Options options) : options_(options) {
     return;
   }
   log::info("layer priorities are on",
-            {{"cpu_cgroup", path},
-             {"background_nice",
-              std::to_string(std::min(normalNice_ + options_.backgroundNice, kMaxNice))}});
+            {{"cpu_cgroup", path}, {"background_nice", std::to_string(backgroundNice_)}});
   thread_ = std::thread([this] { run(); });
 }
 
@@ -154,14 +153,11 @@ std::unique_ptr<LayerPriority::Layer> LayerPriority::start(std::string name, uin
                                                            const std::atomic<uint64_t>& done) {
   if (!enabled_) return nullptr;
   pid_t caller = ::gettid();
-  uint64_t id;
+  std::unique_ptr<Layer> layer;
   {
     std::lock_guard lock(mu_);
-    id = nextId_++;
-  }
-  std::unique_ptr<Layer> layer(new Layer(shared_from_this(), id));
-  {
-    std::lock_guard lock(mu_);
+    const uint64_t id = nextId_++;
+    layer.reset(new Layer(shared_from_this(), id));
     clockid_t clock = cpuClockOfThisThread();
     running_[id] = Running{std::move(name),
                            totalBytes,
@@ -276,9 +272,8 @@ void LayerPriority::decideLocked() {
          {"recent_bytes", std::to_string(p.recentBytes)},
          {"recent_cpu_ms", std::to_string(static_cast<int64_t>(p.recentCpuSeconds * 1000))}});
   }
-  const int background = std::min(normalNice_ + options_.backgroundNice, kMaxNice);
   for (const auto& [id, r] : running_) {
-    int nice = !favoured_ || *favoured_ == id ? normalNice_ : background;
+    int nice = !favoured_ || *favoured_ == id ? normalNice_ : backgroundNice_;
     for (const auto& t : r.threads) setLocked(t.tid, nice);
   }
 }

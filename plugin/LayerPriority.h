@@ -133,6 +133,8 @@ class LayerPriority : public std::enable_shared_from_this<LayerPriority> {
   static constexpr size_t kWindow = 5;
   const Options options_;
   int normalNice_ = 0;
+  int backgroundNice_ =
+      0;  // the nice value of the layers not favoured: normal + option, at most 19
   bool enabled_ = false;
   std::mutex mu_;
   std::condition_variable wake_;

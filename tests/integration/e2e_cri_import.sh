@@ -50,7 +50,7 @@ if [ "$SI_CONTAINERD_MAJOR" -ge 2 ]; then
 fi
 
 # --- layer priorities: on in a cpu cgroup of the daemon's own (as the systemd unit gives it) -------
-if [ -n "$(si_snapimport_cpu_cgroup)" ]; then
+if [ -n "$SI_SNAPIMPORT_CGROUP" ]; then
   grep -q 'msg="layer priorities are on"' "$SI_SNAPIMPORT_LOG" ||
     fail "the daemon runs in a cpu cgroup of its own but did not turn layer priorities on (see $SI_SNAPIMPORT_LOG)"
 else

@@ -662,7 +662,8 @@ si_snapimport_cpu_cgroup() {
   return 0
 }
 
-# si_start_snapimport [EXTRA_ARGS...]: sets SI_SNAPIMPORT_SOCK, SI_SNAPIMPORT_ROOT, SI_SNAPIMPORT_PID.
+# si_start_snapimport [EXTRA_ARGS...]: sets SI_SNAPIMPORT_SOCK, SI_SNAPIMPORT_ROOT, SI_SNAPIMPORT_PID,
+# SI_SNAPIMPORT_CGROUP.
 si_start_snapimport() {
   [ -n "${SNAPIMPORT_BIN:-}" ] || si_die "SNAPIMPORT_BIN is not set (path to the built snapimport binary)"
   [ -x "$SNAPIMPORT_BIN" ] || si_die "SNAPIMPORT_BIN=$SNAPIMPORT_BIN is not an executable (build it with scripts/build.sh)"
@@ -670,17 +671,13 @@ si_start_snapimport() {
   SI_SNAPIMPORT_SOCK=$SI_WORK/snapimport/snapimport.sock
   SI_SNAPIMPORT_LOG=$SI_WORK/logs/snapimport.log
   mkdir -p "$SI_WORK/snapimport"
-  local cg
-  cg=$(si_snapimport_cpu_cgroup)
-  if [ -n "$cg" ]; then
-    # shellcheck disable=SC2016 # $$ and $@ belong to the inner shell
-    sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$cg" \
-      "$SNAPIMPORT_BIN" serve --root "$SI_SNAPIMPORT_ROOT" --address "$SI_SNAPIMPORT_SOCK" "$@" \
-      >>"$SI_SNAPIMPORT_LOG" 2>&1 &
-  else
-    "$SNAPIMPORT_BIN" serve --root "$SI_SNAPIMPORT_ROOT" --address "$SI_SNAPIMPORT_SOCK" "$@" \
-      >>"$SI_SNAPIMPORT_LOG" 2>&1 &
-  fi
+  # The cgroup the daemon runs in ("" when none could be made); tests read it back.
+  SI_SNAPIMPORT_CGROUP=$(si_snapimport_cpu_cgroup)
+  local launch=()
+  # shellcheck disable=SC2016 # $$ and $@ belong to the inner shell
+  [ -z "$SI_SNAPIMPORT_CGROUP" ] || launch=(sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$SI_SNAPIMPORT_CGROUP")
+  "${launch[@]}" "$SNAPIMPORT_BIN" serve --root "$SI_SNAPIMPORT_ROOT" --address "$SI_SNAPIMPORT_SOCK" "$@" \
+    >>"$SI_SNAPIMPORT_LOG" 2>&1 &
   SI_SNAPIMPORT_PID=$!
   si_track snapimport "$SI_SNAPIMPORT_PID"
   local deadline=$((SECONDS + 30))
