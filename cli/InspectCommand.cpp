@@ -40,7 +40,7 @@ int runInspect(const InspectFlags& f) {
     registry::ImageManifest im = registry::parseManifest(m.bytes, src->describe());
     std::string configBytes;
     {
-      auto r = src->blob(im.config);
+      auto r = src->blob(im.config, registry::BlobCheck::SizeAndDigest);
       if (im.config.size > (16 << 20))
         throw registry::Error(registry::ErrorKind::Invalid, "config larger than 16 MiB");
       char buf[65536];

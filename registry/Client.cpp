@@ -397,12 +397,7 @@ class RegistryBlobReader : public BlobReader {
                   std::to_string(desc_.size) + " bytes");
           continue;
         }
-        Digest actual = hasher_.digest();
-        if (actual != desc_.digest) {
-          throw Error(ErrorKind::Verification, "blob " + desc_.digest.str() + " of " + repo_.str() +
-                                                   " from " + host_ + ": content hashes to " +
-                                                   actual.str() + "; refusing it");
-        }
+        checkDigest();
         finished_ = true;
         return 0;
       }
@@ -422,11 +417,23 @@ class RegistryBlobReader : public BlobReader {
       hasher_.update(p, n);
       got_ += n;
       failures_ = 0;
+      // Checked before the last bytes are handed out: a consumer that stops at the size (an
+      // upload of these bytes to another registry) never asks for the end of the stream.
+      if (got_ == static_cast<uint64_t>(desc_.size)) checkDigest();
       return n;
     }
   }
 
  private:
+  void checkDigest() {
+    Digest actual = hasher_.digest();
+    if (actual != desc_.digest) {
+      throw Error(ErrorKind::Verification, "blob " + desc_.digest.str() + " of " + repo_.str() +
+                                               " from " + host_ + ": content hashes to " +
+                                               actual.str() + "; refusing it");
+    }
+  }
+
   void dropped(const std::string& why) {
     stream_.reset();
     if (++failures_ > client_.options_.maxRetries) {

@@ -1,5 +1,6 @@
 #include "registry/Copy.h"
 
+#include <algorithm>
 #include <atomic>
 #include <exception>
 #include <mutex>
@@ -105,6 +106,10 @@ class Copier {
     for (const auto& d : all) {
       if (seen_.insert(d.digest.str()).second) todo.push_back(d);
     }
+    // Largest first: the copy ends when its last blob does, and a large blob started late would
+    // run alone at the end while the other workers have nothing left to do.
+    std::stable_sort(todo.begin(), todo.end(),
+                     [](const Descriptor& a, const Descriptor& b) { return a.size > b.size; });
     std::atomic<size_t> next{0};
     std::mutex errMu;
     std::exception_ptr error;
@@ -140,10 +145,21 @@ class Copier {
       if (o_.observer) o_.observer->blobFinished(d, true);
       return;
     }
-    BlobSource source = [this, d]() -> std::unique_ptr<BlobReader> {
-      return std::make_unique<CountingReader>(src_.blob(d), d, o_.observer, bytes_);
+    // Hashed once: by the destination when it checks digests itself, else by the source.
+    const BlobCheck check = dst_.checksBlobDigests() ? BlobCheck::Size : BlobCheck::SizeAndDigest;
+    BlobSource source = [this, d, check]() -> std::unique_ptr<BlobReader> {
+      return std::make_unique<CountingReader>(src_.blob(d, check), d, o_.observer, bytes_);
     };
-    dst_.putBlob(d, source, src_.registryRepository());
+    try {
+      dst_.putBlob(d, source, src_.registryRepository());
+    } catch (const Error& e) {
+      if (e.code() != "DIGEST_INVALID") throw;
+      throw Error(ErrorKind::Verification,
+                  src_.describe() + ": blob " + d.digest.str() +
+                      " does not match its digest: " + dst_.describe() +
+                      " hashed the bytes read from it and refused them (" + e.what() + ")",
+                  e.httpStatus(), e.code());
+    }
     ++copied_;
     if (o_.observer) o_.observer->blobFinished(d, false);
   }

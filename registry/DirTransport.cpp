@@ -37,8 +37,9 @@ class DirSource : public ImageSource {
     if (!fs::exists(p)) p = fs::path(dir_) / blobName(d.digest);
     return readVerifiedManifest(p.string(), d, describe());
   }
-  std::unique_ptr<BlobReader> blob(const Descriptor& d) override {
-    return openVerifiedFile((fs::path(dir_) / blobName(d.digest)).string(), 0, d, describe());
+  std::unique_ptr<BlobReader> blob(const Descriptor& d, BlobCheck check) override {
+    return openVerifiedFile((fs::path(dir_) / blobName(d.digest)).string(), 0, d, describe(),
+                            check);
   }
 
  private:

@@ -155,12 +155,12 @@ class ArchiveSource : public ImageSource {
     throw Error(ErrorKind::NotFound,
                 describe() + ": archives hold a single image; no manifest " + d.digest.str());
   }
-  std::unique_ptr<BlobReader> blob(const Descriptor& d) override {
+  std::unique_ptr<BlobReader> blob(const Descriptor& d, BlobCheck check) override {
     auto it = blobs_.find(d.digest.str());
     if (it == blobs_.end())
       throw Error(ErrorKind::NotFound,
                   describe() + ": blob " + d.digest.str() + " is not in the archive");
-    return openVerifiedFile(file_, it->second.offset, d, describe());
+    return openVerifiedFile(file_, it->second.offset, d, describe(), check);
   }
 
  private:

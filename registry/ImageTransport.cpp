@@ -35,9 +35,11 @@ namespace {
 
 class FileReader : public BlobReader {
  public:
-  FileReader(const std::string& path, uint64_t offset, const Descriptor& d, std::string what)
+  FileReader(const std::string& path, uint64_t offset, const Descriptor& d, std::string what,
+             BlobCheck check)
       : desc_(d),
         hasher_(d.digest.algorithm()),
+        checkDigest_(check == BlobCheck::SizeAndDigest),
         left_(static_cast<uint64_t>(d.size)),
         what_(std::move(what)),
         path_(path) {
@@ -52,18 +54,11 @@ class FileReader : public BlobReader {
   ~FileReader() override {
     if (fd_ >= 0) ::close(fd_);
   }
+  // Only whole files are read, so one more byte than the size is never asked for: an archive
+  // member is exactly sized by the archive's index, and a longer layout file changes the digest.
   size_t read(void* buf, size_t len) override {
-    if (done_) return 0;
     if (left_ == 0) {
-      // One more byte would mean the file is longer than the descriptor says (only checkable
-      // for whole files; archive members are exactly sized by the index).
-      Digest got = hasher_.digest();
-      if (got != desc_.digest) {
-        throw Error(ErrorKind::Verification, what_ + ": blob " + desc_.digest.str() + " in " +
-                                                 path_ + " hashes to " + got.str() +
-                                                 "; refusing it");
-      }
-      done_ = true;
+      checkDigest();  // an empty blob
       return 0;
     }
     ssize_t n = ::pread(fd_, buf, std::min<uint64_t>(len, left_), static_cast<off_t>(offset_));
@@ -74,28 +69,43 @@ class FileReader : public BlobReader {
                                                " is shorter than its size " +
                                                std::to_string(desc_.size));
     }
-    hasher_.update(buf, static_cast<size_t>(n));
+    if (checkDigest_) hasher_.update(buf, static_cast<size_t>(n));
     offset_ += static_cast<uint64_t>(n);
     left_ -= static_cast<uint64_t>(n);
+    // Checked before the last bytes are handed out: an upload reads exactly the size and never
+    // asks again, so a check on a later read would never run for it.
+    if (left_ == 0) checkDigest();
     return static_cast<size_t>(n);
   }
 
  private:
+  void checkDigest() {
+    if (!checkDigest_ || checked_) return;
+    Digest got = hasher_.digest();
+    if (got != desc_.digest) {
+      throw Error(ErrorKind::Verification, what_ + ": blob " + desc_.digest.str() + " in " + path_ +
+                                               " hashes to " + got.str() + "; refusing it");
+    }
+    checked_ = true;
+  }
+
   Descriptor desc_;
   Hasher hasher_;
+  bool checkDigest_;
+  bool checked_ = false;
   uint64_t left_;
   uint64_t offset_ = 0;
   std::string what_;
   std::string path_;
   int fd_ = -1;
-  bool done_ = false;
 };
 
 }  // namespace
 
 std::unique_ptr<BlobReader> openVerifiedFile(const std::string& path, uint64_t offset,
-                                             const Descriptor& d, const std::string& what) {
-  return std::make_unique<FileReader>(path, offset, d, what);
+                                             const Descriptor& d, const std::string& what,
+                                             BlobCheck check) {
+  return std::make_unique<FileReader>(path, offset, d, what, check);
 }
 
 uint64_t writeVerifiedBlob(const std::string& finalPath, BlobReader& source) {

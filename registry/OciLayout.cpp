@@ -60,8 +60,8 @@ class OciSource : public ImageSource {
   ManifestBlob manifest(const Descriptor& d) override {
     return readVerifiedManifest(blobFile(dir_, d.digest), d, describe());
   }
-  std::unique_ptr<BlobReader> blob(const Descriptor& d) override {
-    return openVerifiedFile(blobFile(dir_, d.digest), 0, d, describe());
+  std::unique_ptr<BlobReader> blob(const Descriptor& d, BlobCheck check) override {
+    return openVerifiedFile(blobFile(dir_, d.digest), 0, d, describe(), check);
   }
 
  private:

@@ -129,4 +129,35 @@ step_inspect_tags() {
   sir_expect_fail "interop/img:nope" "$SNAPIMPORT_BIN" inspect "docker://$R/interop/img:nope"
 }
 si_step "inspect and tags" step_inspect_tags
+# A layout whose largest layer has one byte changed (same size). A push hashes each blob once: the
+# registry does, on the upload that closes with ?digest=, and refuses it; the copy names the
+# source and the blob, and nothing is tagged. A copy between layouts hashes on the source side
+# and fails before the last bytes are written. Both monolithic and chunked uploads.
+step_corrupt_source() {
+  cp -a "$W/img" "$W/corrupt"
+  local m layer file
+  m=$(sir_manifest_digest "$W/corrupt" t1)
+  layer=$(jq -r '.layers | max_by(.size) | .digest' "$W/corrupt/blobs/sha256/${m#sha256:}")
+  file=$W/corrupt/blobs/sha256/${layer#sha256:}
+  [ "$(stat -c %s "$file")" -gt 600000 ] || si_fail "the largest layer is too small to go up in several chunks"
+  printf 'X' | dd of="$file" bs=1 seek=500000 conv=notrunc status=none
+  local want="oci:$W/corrupt:t1: blob $layer does not match its digest: docker://$R/corrupt/img:t1 hashed the bytes read from it and refused them.*DIGEST_INVALID"
+  sir_expect_fail "$want" sir_copy "oci:$W/corrupt:t1" "docker://$R/corrupt/img:t1"
+  want="oci:$W/corrupt:t1: blob $layer does not match its digest: docker://$R/corrupt/chunked:t1 hashed.*DIGEST_INVALID"
+  SNAPIMPORT_CHUNK_SIZE=262144 sir_expect_fail "$want" sir_copy "oci:$W/corrupt:t1" "docker://$R/corrupt/chunked:t1"
+  local repo code
+  for repo in corrupt/img corrupt/chunked; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' "http://$R/v2/$repo/manifests/t1")
+    [ "$code" = 404 ] || si_fail "$repo:t1 answers $code after a refused push; want 404"
+    code=$(curl -s -o /dev/null -w '%{http_code}' -I "http://$R/v2/$repo/blobs/$layer")
+    [ "$code" = 404 ] || si_fail "$repo has the refused blob (HEAD answers $code)"
+  done
+  sir_expect_fail "oci:$W/corrupt:t1: blob $layer in .* hashes to sha256:.*; refusing it" \
+    sir_copy "oci:$W/corrupt:t1" "oci:$W/corrupt-copy:t1"
+  [ ! -e "$W/corrupt-copy/blobs/sha256/${layer#sha256:}" ] || si_fail "the layout copy kept the corrupt blob"
+  if [ -e "$W/corrupt-copy/index.json" ] && jq -e '.manifests | length > 0' "$W/corrupt-copy/index.json" >/dev/null; then
+    si_fail "the layout copy tagged an image with a corrupt blob"
+  fi
+}
+si_step "a corrupt blob in a layout: the push is refused and names it; nothing is tagged" step_corrupt_source
 si_print_timings

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Faults injected by tests/registry/fault_registry.py: a connection dropped mid-blob resumes with
 # Range (identical bytes), 503 and 429 + Retry-After are retried, a blob with wrong bytes is
-# refused and nothing is written, oversize / malformed / schema1 manifests are refused with clear
+# refused and nothing is written (into a layout or a real registry), oversize / malformed / schema1 manifests are refused with clear
 # errors, Authorization is not forwarded on a redirect to another host, and an endless trickle
 # hits the no-progress timeout, and a chunked push answered 416 mid-upload recovers from the
 # session's Range and completes with the right bytes.
@@ -9,7 +9,7 @@ set -euo pipefail
 [ "$(id -u)" = 0 ] || exit 77
 source "$(dirname "$0")/../integration/lib.sh"
 source "$(dirname "$0")/lib.sh"
-si_require umoci jq
+si_require umoci jq docker-registry
 si_init_workdir registry-faults
 W=$SI_WORK
 
@@ -53,6 +53,16 @@ step_bad_digest() {
   if find "$W/bad" -name '.tmp-*' | grep -q .; then si_fail "temp files left behind"; fi
   [ ! -s "$W/bad/index.json" ] || ! jq -e '.manifests | length > 0' "$W/bad/index.json" >/dev/null ||
     si_fail "index.json names an image after a failed copy"
+  # Into a real registry: the source's check stops the upload before its last bytes, so the
+  # error is the source's, and the destination holds neither the blob nor the tag.
+  si_start_registry
+  sir_expect_fail "baddigest/img.*$F.*hashes to" sir_copy "docker://$F/baddigest/img:t1" "docker://$SI_REGISTRY/bad/img:t1"
+  local code
+  code=$(curl -s -o /dev/null -w '%{http_code}' "http://$SI_REGISTRY/v2/bad/img/manifests/t1")
+  [ "$code" = 404 ] || si_fail "bad/img:t1 answers $code after a refused copy; want 404"
+  [ -z "$(find "$SI_WORK/registry/data" -path '*/blobs/sha256/*' -name data 2>/dev/null | while read -r f; do
+    [ "$(sha256sum "$f" | cut -d' ' -f1)" = "$(basename "$(dirname "$f")")" ] || echo "$f"
+  done)" ] || si_fail "the registry stored a blob under a digest its bytes do not have"
 }
 si_step "a blob that doesn't match its digest is refused and nothing is written" step_bad_digest
 
