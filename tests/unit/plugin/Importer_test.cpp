@@ -9,6 +9,7 @@
 
 #include "../store/TempDir.h"
 #include "plugin/ChainId.h"
+#include "store/DiskUsage.h"
 #include "unpack/FileSource.h"
 
 namespace snapimport::plugin {
@@ -122,7 +123,13 @@ TEST_F(ImporterTest, ImportsEveryLayerOnTheExpectedParent) {
   struct stat st {};
   ASSERT_EQ(stat((dirs[0] / "a").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0750u) << "implicit directory did not take the lower layer's mode";
-  EXPECT_GT(store->usage(top).inodes, 0);
+  // The usage recorded at commit is that of the committed tree: root, a/ and a/y on top.
+  for (const auto& [name, dir] : {std::pair{top, dirs[0]}, std::pair{base, dirs[1]}}) {
+    store::Usage recorded = store->usage(name), walked = store::diskUsage(dir);
+    EXPECT_EQ(recorded.inodes, walked.inodes) << name;
+    EXPECT_EQ(recorded.size, walked.size) << name;
+  }
+  EXPECT_EQ(store->usage(top).inodes, 3);
   EXPECT_TRUE(stagingEmpty());
 }
 
