@@ -424,18 +424,26 @@ void Importer::worker() {
     ++runningPerHost_[job->host];
     ++stats_.jobsRun;
     lock.unlock();
+    bool holdsHost = true;  // under mu_
+    auto releaseHost = [&] {
+      std::lock_guard hostLock(mu_);
+      if (!holdsHost) return;
+      holdsHost = false;
+      --runningPerHost_[job->host];
+      workCv_.notify_all();
+    };
     {
       auto writing = StagingWriteback::busyOf(options_.writeback);
-      runJob(*job);
+      runJob(*job, releaseHost);
     }
     lock.lock();
-    --runningPerHost_[job->host];
+    if (holdsHost) --runningPerHost_[job->host];
     doneCv_.notify_all();
     workCv_.notify_all();
   }
 }
 
-void Importer::runJob(Job& job) {
+void Importer::runJob(Job& job, const std::function<void()>& releaseHost) {
   auto& m = metrics::Metrics::daemon();
   auto& prog = progress::ImportProgress::daemon();
   auto start = std::chrono::steady_clock::now();
@@ -458,31 +466,45 @@ void Importer::runJob(Job& job) {
                                        " free of which " + mib(options_.stagingReserveBytes) +
                                        " stay for the database: " + std::strerror(ENOSPC));
     }
-    auto src = fetcher_->open(job.imageRef, job.desc);
-    std::atomic<uint64_t> written{0}, fetched{0};
-    CountingSource counting(*src, job.desc.digest, options_.layerTimeout, written, fetched);
-    std::unique_ptr<LayerPriority::Layer> priority;
-    if (priorities_) {
-      priority = priorities_->start(
-          job.desc.digest, static_cast<uint64_t>(std::max<int64_t>(job.desc.size, 0)), fetched);
+    {  // the download and unpack: the source, its connection and the layer's priority
+      auto src = fetcher_->open(job.imageRef, job.desc);
+      std::atomic<uint64_t> written{0}, fetched{0};
+      CountingSource counting(*src, job.desc.digest, options_.layerTimeout, written, fetched);
+      std::unique_ptr<LayerPriority::Layer> priority;
+      if (priorities_) {
+        priority = priorities_->start(
+            job.desc.digest, static_cast<uint64_t>(std::max<int64_t>(job.desc.size, 0)), fetched);
+      }
+      unpack::Options opts;
+      opts.threads = priority.get();
+      opts.progressBytes = &written;
+      opts.userxattr = store_->overlayOptions().userxattr;
+      opts.limits = options_.limits;
+      opts.directWriteMinBytes = options_.directWriteMinBytes;
+      opts.cancel = &job.cancel;
+      opts.hashCompressed = !fetcher_->verifiesDigests();
+      // The sync comes below, after the checks, once this layer no longer holds a registry slot.
+      opts.sync = false;
+      result = unpack::unpackLayer(counting, job.desc.mediaType, staged / "fs", opts);
+      if (opts.hashCompressed && result.compressedDigest != job.desc.digest) {
+        throw FetchError("verify", "layer " + job.desc.digest + " arrived with digest " +
+                                       result.compressedDigest);
+      }
+      if (job.desc.size > 0 && result.compressedBytes != static_cast<uint64_t>(job.desc.size)) {
+        throw FetchError("verify", "layer " + job.desc.digest + " arrived with " +
+                                       std::to_string(result.compressedBytes) +
+                                       " bytes, the manifest says " +
+                                       std::to_string(job.desc.size));
+      }
     }
-    unpack::Options opts;
-    opts.threads = priority.get();
-    opts.progressBytes = &written;
-    opts.userxattr = store_->overlayOptions().userxattr;
-    opts.limits = options_.limits;
-    opts.directWriteMinBytes = options_.directWriteMinBytes;
-    opts.cancel = &job.cancel;
-    opts.hashCompressed = !fetcher_->verifiesDigests();
-    result = unpack::unpackLayer(counting, job.desc.mediaType, staged / "fs", opts);
-    if (opts.hashCompressed && result.compressedDigest != job.desc.digest) {
-      throw FetchError(
-          "verify", "layer " + job.desc.digest + " arrived with digest " + result.compressedDigest);
-    }
-    if (job.desc.size > 0 && result.compressedBytes != static_cast<uint64_t>(job.desc.size)) {
-      throw FetchError("verify", "layer " + job.desc.digest + " arrived with " +
-                                     std::to_string(result.compressedBytes) +
-                                     " bytes, the manifest says " + std::to_string(job.desc.size));
+    // The layer is all in and checked. Its sync waits for the disk alone, often the longest wait
+    // of a big layer on a slow disk: the registry slot goes to the next layer first, so that its
+    // download and unpack use the CPU meanwhile. The snapshot is committed only after the sync.
+    releaseHost();
+    if (options_.syncStaged) {
+      options_.syncStaged(staged / "fs");
+    } else {
+      unpack::syncFilesystem(staged / "fs");
     }
   } catch (const FetchError& e) {
     reason = e.reason();

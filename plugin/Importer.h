@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -27,8 +28,10 @@ namespace snapimport::plugin {
 
 struct ImporterOptions {
   bool enabled = true;
-  int maxJobs = 4;         // layer jobs running at once on this node
-  int maxJobsPerHost = 3;  // of those, against one registry host
+  int maxJobs = 4;  // layer jobs running at once on this node
+  // Of those, downloading from one registry host. A layer whose data is all in and unpacked no
+  // longer counts while its sync to disk runs: that wait uses neither the registry nor the CPU.
+  int maxJobsPerHost = 3;
   // Staged layers nobody claimed (a cancelled pull) are removed by Cleanup after this long.
   std::chrono::seconds stagedGrace{600};
   // A layer import taking longer than this is abandoned (0: no limit).
@@ -42,6 +45,9 @@ struct ImporterOptions {
   uint64_t stagingReserveBytes = 8 << 20;
   // Synced in the background while a layer job runs (null: each layer's own syncfs only).
   std::shared_ptr<StagingWriteback> writeback;
+  // How an unpacked layer's tree (a staged fs/ directory) is made durable before it can be
+  // committed; null: unpack::syncFilesystem. Tests replace it to hold a layer in that step.
+  std::function<void(const std::filesystem::path&)> syncStaged;
   // The nice value added to running layers other than the one with the longest estimated time
   // left (LayerPriority); 0: every layer at the daemon's own priority.
   int backgroundLayerNice = 19;
@@ -83,7 +89,9 @@ class Importer {
   void schedule(const ImportLabels& l, const CachedImage& image);
   std::shared_ptr<Job> ensureJobLocked(const std::string& imageRef, const LayerDescriptor& desc);
   void worker();
-  void runJob(Job& job);
+  // releaseHost: called once the layer's bytes are all in, before its sync to disk, so that the
+  // next layer from the same registry can start meanwhile (the worker calls it otherwise).
+  void runJob(Job& job, const std::function<void()>& releaseHost);
   Outcome fallback(const std::string& reason, const std::string& why, const ImportLabels* l);
   bool chainCommitted(const std::string& chainId);
 

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -11,6 +12,7 @@
 #include "plugin/ChainId.h"
 #include "store/DiskUsage.h"
 #include "unpack/FileSource.h"
+#include "unpack/Unpacker.h"
 
 namespace snapimport::plugin {
 namespace {
@@ -207,6 +209,46 @@ TEST_F(ImporterTest, CorruptBlobFallsBackAndLeavesNothing) {
   size_t n = 0;
   store->list(store::Filter::parseAll({}), [&](const store::SnapshotInfo&) { ++n; });
   EXPECT_EQ(n, 0u);
+}
+
+TEST_F(ImporterTest, TheNextLayerDownloadsWhileALayerSyncs) {
+  // One registry slot: the second layer can only start once the first gave its slot back. It
+  // must not wait for the first one's sync to disk, which uses neither the registry nor the CPU.
+  ImporterOptions options;
+  options.maxJobsPerHost = 1;
+  options.maxJobs = 2;
+  std::atomic<int> syncs{0};
+  std::atomic<bool> secondOpenedDuringFirstSync{false};
+  options.syncStaged = [&](const fs::path& dir) {
+    if (syncs.fetch_add(1) == 0) {
+      for (int i = 0; i < 5000 && fetcher->opened.load() < 2; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
+      secondOpenedDuringFirstSync = fetcher->opened.load() >= 2;
+    }
+    unpack::syncFilesystem(dir);
+  };
+  Importer importer(store, fetcher, options);
+  ASSERT_EQ(importer.prepare("ns/1/k", "", labelsFor(0)), Importer::Outcome::Imported);
+  ASSERT_EQ(importer.prepare("ns/2/k", committedName(0, ""), labelsFor(1)),
+            Importer::Outcome::Imported);
+  EXPECT_TRUE(secondOpenedDuringFirstSync)
+      << "the second layer's download waited for the first layer's sync";
+  EXPECT_EQ(syncs.load(), 2) << "every layer is synced before its commit";
+  EXPECT_TRUE(stagingEmpty());
+}
+
+TEST_F(ImporterTest, AFailedSyncFallsBackAndLeavesNothing) {
+  ImporterOptions options;
+  options.syncStaged = [](const fs::path& dir) {
+    throw unpack::UnpackError("syncfs on " + dir.string() + " failed: Input/output error");
+  };
+  Importer importer(store, fetcher, options);
+  store::Labels l = labelsFor(0);
+  l[kLabelImageLayers] = fetcher->image.layers[0].digest;
+  EXPECT_EQ(importer.prepare("k", "", l), Importer::Outcome::Fallback);
+  EXPECT_EQ(committedName(0, ""), "") << "a layer that never reached the disk was committed";
+  EXPECT_TRUE(stagingEmpty());
 }
 
 TEST_F(ImporterTest, RegistryWithoutCredentialsFallsBack) {
