@@ -436,8 +436,8 @@ void Importer::worker() {
       auto writing = StagingWriteback::busyOf(options_.writeback);
       runJob(*job, releaseHost);
     }
+    releaseHost();  // a job that failed before its sync still holds it
     lock.lock();
-    if (holdsHost) --runningPerHost_[job->host];
     doneCv_.notify_all();
     workCv_.notify_all();
   }
@@ -501,11 +501,7 @@ void Importer::runJob(Job& job, const std::function<void()>& releaseHost) {
     // of a big layer on a slow disk: the registry slot goes to the next layer first, so that its
     // download and unpack use the CPU meanwhile. The snapshot is committed only after the sync.
     releaseHost();
-    if (options_.syncStaged) {
-      options_.syncStaged(staged / "fs");
-    } else {
-      unpack::syncFilesystem(staged / "fs");
-    }
+    options_.syncStaged(staged / "fs");
   } catch (const FetchError& e) {
     reason = e.reason();
     error = e.what();

@@ -23,6 +23,7 @@
 #include "LayerPriority.h"
 #include "StagingWriteback.h"
 #include "store/SnapshotStore.h"
+#include "unpack/Unpacker.h"
 
 namespace snapimport::plugin {
 
@@ -46,8 +47,8 @@ struct ImporterOptions {
   // Synced in the background while a layer job runs (null: each layer's own syncfs only).
   std::shared_ptr<StagingWriteback> writeback;
   // How an unpacked layer's tree (a staged fs/ directory) is made durable before it can be
-  // committed; null: unpack::syncFilesystem. Tests replace it to hold a layer in that step.
-  std::function<void(const std::filesystem::path&)> syncStaged;
+  // committed. Tests replace it to hold a layer in that step.
+  std::function<void(const std::filesystem::path&)> syncStaged = unpack::syncFilesystem;
   // The nice value added to running layers other than the one with the longest estimated time
   // left (LayerPriority); 0: every layer at the daemon's own priority.
   int backgroundLayerNice = 19;
