@@ -63,7 +63,7 @@ struct DaemonConfig {
     int64_t maxConcurrentWriteImports = 4;
     bool diffService = false;
     Duration stagingGracePeriod = std::chrono::minutes(10);
-    Duration writebackInterval = std::chrono::milliseconds(500);
+    Duration writebackInterval = std::chrono::milliseconds(100);
     uint64_t directWriteMinSize = 256 << 10;
     int64_t backgroundLayerNice = 19;
   } import;

@@ -117,7 +117,7 @@ TEST(DaemonConfig, SectionsAndValues) {
   EXPECT_TRUE(c.import.diffService);
   EXPECT_FALSE(DaemonConfig{}.import.diffService);
   EXPECT_EQ(c.import.writebackInterval, std::chrono::milliseconds(0));
-  EXPECT_EQ(DaemonConfig{}.import.writebackInterval, std::chrono::milliseconds(500));
+  EXPECT_EQ(DaemonConfig{}.import.writebackInterval, std::chrono::milliseconds(100));
   EXPECT_EQ(c.import.directWriteMinSize, 0u);
   EXPECT_EQ(DaemonConfig{}.import.directWriteMinSize, 256u << 10);
   EXPECT_EQ(c.import.backgroundLayerNice, 0);
