@@ -10,6 +10,7 @@
 #include <map>
 #include <mutex>
 #include <sstream>
+#include <utility>
 
 #include "common/Log.h"
 #include "registry/Error.h"
@@ -289,6 +290,21 @@ class CurlStream : public HttpStream {
   }
 
   size_t read(void* buf, size_t len) override {
+    if (pos_ == buffer_.size() && !done_ && len > 0) {
+      // Nothing buffered: the write callback puts the body straight into the caller's memory, so
+      // a blob's bytes are copied once between curl's receive buffer and the unpack's ring.
+      target_ = static_cast<char*>(buf);
+      targetRoom_ = len;
+      targetGot_ = 0;
+      try {
+        while (targetGot_ == 0 && pos_ == buffer_.size() && !done_) pump();
+      } catch (...) {
+        target_ = nullptr;
+        throw;
+      }
+      target_ = nullptr;
+      if (targetGot_ > 0) return std::exchange(targetGot_, 0);
+    }
     while (pos_ == buffer_.size() && !done_) pump();
     if (pos_ < buffer_.size()) {
       size_t n = std::min(len, buffer_.size() - pos_);
@@ -416,12 +432,20 @@ class CurlStream : public HttpStream {
 
   static size_t onData(char* data, size_t size, size_t n, void* user) {
     auto* self = static_cast<CurlStream*>(user);
-    if (self->buffer_.size() - self->pos_ >= kBufferCap) {
+    const size_t total = size * n;
+    // read() waiting with an empty buffer gets the bytes in its own memory first; what does not
+    // fit stays in order behind them, in the buffer.
+    const size_t direct = self->target_ ? std::min(total, self->targetRoom_ - self->targetGot_) : 0;
+    if (direct == 0 && self->buffer_.size() - self->pos_ >= kBufferCap) {
       self->paused_ = true;
       return CURL_WRITEFUNC_PAUSE;
     }
-    self->buffer_.append(data, size * n);
-    return size * n;
+    if (direct > 0) {
+      std::memcpy(self->target_ + self->targetGot_, data, direct);
+      self->targetGot_ += direct;
+    }
+    self->buffer_.append(data + direct, total - direct);
+    return total;
   }
 
   static size_t onRead(char* buf, size_t size, size_t n, void* user) {
@@ -456,7 +480,7 @@ class CurlStream : public HttpStream {
         result_ = msg->data.result;
       }
     }
-    if (!done_ && pos_ == buffer_.size() && !(headersDone_ && paused_)) {
+    if (!done_ && pos_ == buffer_.size() && targetGot_ == 0 && !(headersDone_ && paused_)) {
       curl_multi_poll(multi_, nullptr, 0, 500, nullptr);
     }
   }
@@ -550,6 +574,9 @@ class CurlStream : public HttpStream {
   CURLcode result_ = CURLE_OK;
   std::string buffer_;
   size_t pos_ = 0;
+  // The caller's memory while read() waits on an empty buffer_ (see read()).
+  char* target_ = nullptr;
+  size_t targetRoom_ = 0, targetGot_ = 0;
   size_t bodyPos_ = 0;
   std::string uploadError_;
 };
