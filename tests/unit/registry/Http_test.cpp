@@ -15,7 +15,8 @@ namespace snapimport::registry {
 namespace {
 
 // One response on 127.0.0.1: `size` body bytes of a position-dependent pattern, sent as fast as
-// the socket takes them.
+// the socket takes them. Not common/HttpServer: that one builds each response whole in memory,
+// and a second copy of the body appearing mid-test would hide the transport's own growth.
 class BodyServer {
  public:
   explicit BodyServer(uint64_t size) : size_(size) {
