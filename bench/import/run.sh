@@ -17,7 +17,10 @@
 #   BENCH_MODES      which paths, each PATH@RELEASE with PATH containerd|snapimport and RELEASE
 #                    1.6|1.7|2.1 (default "containerd@1.6 snapimport@1.6 containerd@2.1 snapimport@2.1");
 #                    a snapimport mode may end in /KEY=VALUE, one more [import] key for its rounds,
-#                    to compare settings in one run: snapimport@2.1/writeback_interval="0s"
+#                    to compare settings in one run: snapimport@2.1/writeback_interval="0s";
+#                    a containerd mode may end in /CONTAINERD_*=VALUE, an environment variable for
+#                    its containerd: containerd@2.1/CONTAINERD_DISABLE_IGZIP=1 (Go's gzip, as on a
+#                    node without Debian's isal package)
 #   BENCH_PULL       cri (default): CRI PullImage (`snapimport pull`); ctr: `ctr images pull`
 #                    (1.6, 1.7: its local pull; 2.1: the transfer service)
 #   BENCH_ANNOTATIONS 1 (default): snapimport rounds pass CRI's layer labels (the importer fetches);
@@ -70,12 +73,31 @@ for m in "${MODES[@]}"; do
   esac
   case "$m" in
     snapimport@*/*=*) ;;
-    */*) si_die "BENCH_MODES: '$m': only a snapimport mode takes a variant, written /KEY=VALUE with KEY in [import]" ;;
+    containerd@*/CONTAINERD_*=*) [[ "${m#*/}" =~ ^CONTAINERD_[A-Z0-9_]+=[^[:space:]]*$ ]] ||
+      si_die "BENCH_MODES: '$m': a containerd variant is one /CONTAINERD_NAME=VALUE" ;;
+    */*) si_die "BENCH_MODES: '$m': a snapimport variant is /KEY=VALUE with KEY in [import], a containerd one /CONTAINERD_NAME=VALUE (its environment)" ;;
   esac
 done
 mode_release() { # MODE: its containerd release
   local r=${1#*@}
   echo "${r%%/*}"
+}
+# containerd_gzip MODE: what that containerd decompresses gzip layers with. containerd runs an
+# external decompressor found in PATH before Go's compress/gzip: igzip (2.x only) or unpigz (all),
+# each unless its CONTAINERD_DISABLE_* variable is true. scripts/setup.sh installs Debian's isal for
+# bench/unpack, so 2.1's own path here inflates with ISA-L too, in a process of its own.
+containerd_gzip() {
+  local rel env=
+  rel=$(mode_release "$1")
+  case "$1" in */*=*) env=${1#*/} ;; esac
+  disabled() { case "$env" in "$1"=1 | "$1"=true | "$1"=TRUE | "$1"=True | "$1"=t | "$1"=T) return 0 ;; esac; return 1; }
+  if [ "${rel%%.*}" -ge 2 ] && command -v igzip >/dev/null && ! disabled CONTAINERD_DISABLE_IGZIP; then
+    echo "igzip ($(command -v igzip))"
+  elif command -v unpigz >/dev/null && ! disabled CONTAINERD_DISABLE_PIGZ; then
+    echo "unpigz ($(command -v unpigz))"
+  else
+    echo "Go's compress/gzip"
+  fi
 }
 mode_file_tag() { # MODE: the mode as a file name part
   echo "$1" | tr '/="' '+-_'
@@ -205,12 +227,15 @@ start_daemons() { # MODE (PATH@RELEASE[/KEY=VALUE])
   address = \"$SI_SNAPIMPORT_SOCK\""
   else
     SI_SNAPIMPORT_SOCK= SI_SNAPIMPORT_PID=
+    # A variant of the mode: one more environment variable for containerd.
+    case "$1" in */*=*) export SI_CONTAINERD_ENV="${1#*/}" ;; esac
     export SI_CRI_SNAPSHOTTER=overlayfs SI_DIFF_PROXY=0
     export SI_CONTAINERD_DISABLED_EXTRA=""
     export SI_CONTAINERD_EXTRA_CONFIG=""
   fi
   export SI_CONTAINERD_CRI=1
   si_start_containerd
+  unset SI_CONTAINERD_ENV
 }
 
 stop_daemons() {
@@ -260,6 +285,14 @@ bench_round() {
   tag="$img.$(mode_file_tag "$mode").$round"
   fresh_fs_up "$SI_WORK/containerd" "$SI_WORK/snapimport"
   start_daemons "$mode"
+  # A containerd variant's variable must have reached containerd, or the round measures the plain
+  # path under another name.
+  case "$mode" in
+    containerd@*/*=*)
+      tr '\0' '\n' <"/proc/$SI_CONTAINERD_PID/environ" | grep -qxF "${mode#*/}" ||
+        si_die "$mode: containerd (pid $SI_CONTAINERD_PID) does not have ${mode#*/} in its environment"
+      ;;
+  esac
   drop_caches
   wait_quiet
   local c0 s0 r0 m0 t0 t1
@@ -329,6 +362,9 @@ col() { awk -F'\t' -v i="$1" -v m="$2" -v c="$3" '$1 == i && $2 == m { print $c 
   echo
   echo "== snapimport import benchmark: cold $([ "$PULL" = ctr ] && echo "ctr images pull" || echo "CRI pull") + unpack, $ROUNDS rounds each, scale $SCALE, $(nproc) cores, $([ "$AUTH" = 1 ] && echo "private registry, credentials through CRI only" || echo "anonymous registry"), layer labels $([ "$ANNOTATIONS" = 1 ] && echo on || echo off), filesystem $FS, diff service $([ "$DIFF" = 1 ] && echo "on (1.7, 2.1)" || echo off) =="
   echo "   snapimport $("$SNAPIMPORT_BIN" --version 2>/dev/null | head -n1); containerd releases: $(for m in "${MODES[@]}"; do mode_release "$m"; done | sort -u | tr '\n' ' ')"
+  for m in "${MODES[@]}"; do
+    [ "${m%@*}" = snapimport ] || printf '   %s decompresses gzip with %s\n' "$m" "$(containerd_gzip "$m")"
+  done
   for img in "${IMAGES[@]}"; do
     echo
     echo "image $img (${REF[$img]}):"
@@ -361,9 +397,11 @@ col() { awk -F'\t' -v i="$1" -v m="$2" -v c="$3" '$1 == i && $2 == m { print $c 
       [ "${sm%@*}" = snapimport ] || continue
       for cm in "${MODES[@]}"; do
         [ "${cm%@*}" = containerd ] || continue
-        printf '  %-30s %8.3f   (goal <= %s)\n' "ratio $sm / $cm:" \
+        goal=$(local_goal "$cm")
+        [ "$goal" = - ] && goal="(no goal)" || goal="(goal <= $goal)"
+        printf '  %-30s %8.3f   %s\n' "ratio $sm / $cm:" \
           "$(awk -v s="$(col "$img" "$sm" 4 | median)" -v c="$(col "$img" "$cm" 4 | median)" 'BEGIN { print s / c }')" \
-          "$(local_goal "$cm")"
+          "$goal"
       done
       printf '  %-30s %8d MiB (max over rounds)\n' "$sm peak RSS:" "$(($(col "$img" "$sm" 5 | sort -n | tail -n1) / 1024))"
       printf '  %-30s %s\n' "$sm layers imported:" "$(col "$img" "$sm" 9 | tr '\n' ' ')(of ${NLAYERS[$img]})"

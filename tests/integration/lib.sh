@@ -933,6 +933,11 @@ si_launch_containerd() {
   local d=$SI_WORK/containerd
   mkdir -p "$d/fifo"
   local -a envs=(env -u XDG_RUNTIME_DIR XDG_RUNTIME_DIR="$d/tmp" TMPDIR="$d/tmp")
+  # SI_CONTAINERD_ENV: more NAME=VALUE words for containerd's environment (the import benchmark's
+  # containerd variants, e.g. CONTAINERD_DISABLE_IGZIP=1).
+  local -a extra_env
+  read -r -a extra_env <<<"${SI_CONTAINERD_ENV:-}"
+  envs+=("${extra_env[@]}")
   if [ "${SI_CONTAINERD_PRIVATE_RUN:-1}" = 1 ]; then
     si_require unshare nsenter
     # shellcheck disable=SC2016
