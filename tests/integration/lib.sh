@@ -306,6 +306,12 @@ si_cleanup() {
     si_mounts_under "$SI_WORK" >&2
     return 1
   fi
+  # Loop devices over files in the work dir (a round's filesystem that a failure left attached):
+  # unmounted above, but still holding the file and a /dev/loopN until detached.
+  local dev back
+  while read -r dev back; do
+    case "$back" in "$SI_WORK"/*) losetup -d "$dev" 2>/dev/null || si_warn "could not detach $dev ($back)" ;; esac
+  done < <(losetup -l -n -O NAME,BACK-FILE 2>/dev/null || true)
   rm -rf --one-file-system "$SI_WORK" || si_warn "could not remove $SI_WORK completely"
 }
 
