@@ -82,14 +82,17 @@ mode_release() { # MODE: its containerd release
   local r=${1#*@}
   echo "${r%%/*}"
 }
+mode_variant() { # MODE: its /KEY=VALUE variant without the slash, or nothing
+  case "$1" in */*=*) echo "${1#*/}" ;; esac
+}
 # containerd_gzip MODE: what that containerd decompresses gzip layers with. containerd runs an
 # external decompressor found in PATH before Go's compress/gzip: igzip (2.x only) or unpigz (all),
 # each unless its CONTAINERD_DISABLE_* variable is true. scripts/setup.sh installs Debian's isal for
 # bench/unpack, so 2.1's own path here inflates with ISA-L too, in a process of its own.
 containerd_gzip() {
-  local rel env=
+  local rel env
   rel=$(mode_release "$1")
-  case "$1" in */*=*) env=${1#*/} ;; esac
+  env=$(mode_variant "$1")
   disabled() { case "$env" in "$1"=1 | "$1"=true | "$1"=TRUE | "$1"=True | "$1"=t | "$1"=T) return 0 ;; esac; return 1; }
   if [ "${rel%%.*}" -ge 2 ] && command -v igzip >/dev/null && ! disabled CONTAINERD_DISABLE_IGZIP; then
     echo "igzip ($(command -v igzip))"
@@ -211,7 +214,7 @@ start_daemons() { # MODE (PATH@RELEASE[/KEY=VALUE])
       # As docs/operations.md tells an operator who configures the diff service on 2.x.
       [ "$DIFF" != 1 ] || [ "$rel" != 2.1 ] || echo "diff_service = true"
       # A variant of the mode: one more [import] key, for an A/B in one run.
-      case "$1" in */*=*) echo "${1#*/}" ;; esac
+      mode_variant "$1"
       [ "$AUTH" != 1 ] || printf '\n[cri]\nimage_service_address = "%s"\ncontainerd_address = "%s"\n' \
         "$SI_WORK/cri-proxy.sock" "$SI_WORK/containerd/containerd.sock"
     } >"$SI_WORK/snapimport.toml"
@@ -228,13 +231,20 @@ start_daemons() { # MODE (PATH@RELEASE[/KEY=VALUE])
   else
     SI_SNAPIMPORT_SOCK= SI_SNAPIMPORT_PID=
     # A variant of the mode: one more environment variable for containerd.
-    case "$1" in */*=*) export SI_CONTAINERD_ENV="${1#*/}" ;; esac
+    SI_CONTAINERD_ENV=$(mode_variant "$1")
+    export SI_CONTAINERD_ENV
     export SI_CRI_SNAPSHOTTER=overlayfs SI_DIFF_PROXY=0
     export SI_CONTAINERD_DISABLED_EXTRA=""
     export SI_CONTAINERD_EXTRA_CONFIG=""
   fi
   export SI_CONTAINERD_CRI=1
   si_start_containerd
+  # The variant's variable must have reached containerd, or the round measures the plain path
+  # under another name.
+  if [ -n "${SI_CONTAINERD_ENV:-}" ]; then
+    tr '\0' '\n' <"/proc/$SI_CONTAINERD_PID/environ" | grep -qxF "$SI_CONTAINERD_ENV" ||
+      si_die "$1: containerd (pid $SI_CONTAINERD_PID) does not have $SI_CONTAINERD_ENV in its environment"
+  fi
   unset SI_CONTAINERD_ENV
 }
 
@@ -285,14 +295,6 @@ bench_round() {
   tag="$img.$(mode_file_tag "$mode").$round"
   fresh_fs_up "$SI_WORK/containerd" "$SI_WORK/snapimport"
   start_daemons "$mode"
-  # A containerd variant's variable must have reached containerd, or the round measures the plain
-  # path under another name.
-  case "$mode" in
-    containerd@*/*=*)
-      tr '\0' '\n' <"/proc/$SI_CONTAINERD_PID/environ" | grep -qxF "${mode#*/}" ||
-        si_die "$mode: containerd (pid $SI_CONTAINERD_PID) does not have ${mode#*/} in its environment"
-      ;;
-  esac
   drop_caches
   wait_quiet
   local c0 s0 r0 m0 t0 t1
